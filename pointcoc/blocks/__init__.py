@@ -1,0 +1,26 @@
+"""Building blocks shared by every pointcoc model, for images and point clouds.
+
+* :class:`ContextCluster` - the token mixer (cluster, aggregate, dispatch);
+* :class:`ClusterBlock` - norm -> mixer -> residual, norm -> MLP -> residual;
+* :class:`PointReducer` - FPS + kNN downsampling (a strided conv on grids);
+* :class:`SampleNorm`, :class:`DropPath` - per-sample layers that understand flat PyG batches.
+"""
+
+from pointcoc.blocks.block import ClusterBlock
+from pointcoc.blocks.cluster import ContextCluster, PointPartition, cluster_mix, grid_proposal, point_partition
+from pointcoc.blocks.layers import DropPath, SampleNorm, apply_norm, drop_path
+from pointcoc.blocks.reducer import PointReducer
+
+__all__ = [
+    "ContextCluster",
+    "ClusterBlock",
+    "PointReducer",
+    "PointPartition",
+    "point_partition",
+    "cluster_mix",
+    "grid_proposal",
+    "SampleNorm",
+    "DropPath",
+    "apply_norm",
+    "drop_path",
+]

@@ -1,0 +1,358 @@
+"""The context-cluster token mixer, for image maps and point sets alike.
+
+Paper: Ma et al., "Image as Set of Points", ICLR 2023, https://arxiv.org/abs/2303.01494
+
+Update rule, for every region and head (features projected by ``f`` to a
+similarity space and by ``v`` to a value space):
+
+* centres ``c_m`` and centre values ``v_m`` are proposed in the region
+  (adaptive average pooling on a grid; FPS anchors with the mean of their
+  ``k`` nearest points on a point set; the region mean when ``M = 1``);
+* ``s_im = sigmoid(beta + alpha * cos(f_i, c_m))``; each point joins the centre
+  with the largest ``s_im``, with weight ``w_i = s_{i, m(i)}``;
+* aggregate ``g_m = (v_m + sum_{i in m} w_i v_i) / (1 + sum_{i in m} w_i)``;
+* dispatch ``p_i' = w_i g_{m(i)}``, heads merged, then ``proj``.
+
+The assignment is a hard argmax and carries no gradient; gradients flow
+through ``w_i`` to ``alpha``, ``beta``, the centres and the features. The
+implementation keeps the masked similarity ``[G, M, n]`` and two batched
+matrix products; it never builds the ``[G, M, n, C]`` tensor of the
+reference code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pointcoc.ops import canonical_order, fps, fps_padded, knn, knn_padded
+from pointcoc.ops._checks import check_batch, check_pos
+
+__all__ = ["cluster_mix", "grid_proposal", "PointPartition", "point_partition", "ContextCluster", "pair"]
+
+
+def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
+    """``(rows, cols)`` from an int (square) or a pair; positive entries only."""
+    if isinstance(value, int):
+        out = (value, value)
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        out = (int(value[0]), int(value[1]))
+    else:
+        raise ValueError(f"`{name}` must be an int or a (rows, cols) pair of ints, got {value!r}")
+    if min(out) < 1:
+        raise ValueError(f"`{name}` must be positive, got {value!r}")
+    return out
+
+
+def cluster_mix(feat: Tensor, value: Tensor, centers: Tensor, value_centers: Tensor, alpha: Tensor, beta: Tensor,
+                point_mask: Tensor | None = None, center_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Cluster, aggregate and dispatch inside independent groups (the functional core).
+
+    Args:
+        feat: ``[..., n, c]`` similarity features of the points of each group.
+        value: ``[..., n, c]`` values of the points.
+        centers: ``[..., M, c]`` proposed centres (similarity space).
+        value_centers: ``[..., M, c]`` the centres' values.
+        alpha, beta: scalars (``[1]``) of ``w = sigmoid(beta + alpha * cos)``.
+        point_mask: ``[..., n]`` bool, padding entries are False (they join no cluster).
+        center_mask: ``[..., M]`` bool, padding centres are False (no point joins them).
+
+    Returns:
+        ``out [..., n, c]`` the dispatched features (0 at padding) and
+        ``assign [..., n]`` the index of each point's centre.
+    """
+    cos = F.normalize(centers, dim=-1) @ F.normalize(feat, dim=-1).transpose(-1, -2)  # [..., M, n]
+    sim = torch.sigmoid(beta + alpha * cos)
+    score = sim if center_mask is None else sim.masked_fill(~center_mask.unsqueeze(-1), -1.0)
+    assign = score.detach().argmax(dim=-2)  # [..., n]
+    weight = sim.gather(-2, assign.unsqueeze(-2))  # [..., 1, n]
+    if point_mask is not None:
+        weight = weight * point_mask.unsqueeze(-2).to(weight.dtype)
+    masked = torch.zeros_like(sim).scatter(-2, assign.unsqueeze(-2), weight)  # [..., M, n], one entry per column
+    agg = (masked @ value + value_centers) / (masked.sum(-1, keepdim=True) + 1.0)  # [..., M, c]
+    out = masked.transpose(-1, -2) @ agg  # [..., n, c] = w_i * g_{m(i)}
+    return out, assign
+
+
+@lru_cache(maxsize=64)
+def _pool_matrix_1d(size: int, bins: int) -> Tensor:
+    """``[bins, size]`` averaging weights of ``AdaptiveAvgPool1d(bins)`` (bins overlap when sizes do not divide)."""
+    mat = torch.zeros(bins, size, dtype=torch.float64)
+    for i in range(bins):
+        start = (i * size) // bins
+        end = -((-(i + 1) * size) // bins)
+        mat[i, start:end] = 1.0 / (end - start)
+    return mat
+
+
+def grid_proposal(h: int, w: int, rows: int, cols: int, dtype: torch.dtype = torch.float32,
+                  device: torch.device | str | None = None) -> Tensor:
+    """Adaptive-average-pooling weights that propose ``rows x cols`` centres in an ``h x w`` region.
+
+    Returns:
+        ``[rows * cols, h * w]``; row ``i * cols + j`` averages the ``(i, j)`` bin
+        of ``nn.AdaptiveAvgPool2d((rows, cols))``, pixels in raster order.
+    """
+    mat = torch.kron(_pool_matrix_1d(h, rows), _pool_matrix_1d(w, cols))
+    return mat.to(dtype=dtype, device=device)
+
+
+@dataclass
+class PointPartition:
+    """How a batch of point sets splits into regions and where each region proposes its centres.
+
+    Regions are padded to a common size ``n``; ``G`` is the number of regions
+    in the whole batch (``B * R``).
+
+    Attributes:
+        index: ``[G, n]`` index of every region member into the flat points (0 at padding).
+        mask: ``[G, n]`` bool, real members.
+        proposal: ``[G, M, n]`` averaging weights: centre ``m`` of region ``g`` is
+            ``proposal[g, m] @ features[index[g]]``.
+        center_mask: ``[G, M]`` bool, real centres (a region with fewer than ``M``
+            points has fewer centres).
+        num_points: number of flat points ``sum N``.
+    """
+
+    index: Tensor
+    mask: Tensor
+    proposal: Tensor
+    center_mask: Tensor
+    num_points: int
+
+    def to(self, dtype: torch.dtype) -> PointPartition:
+        """The same partition with ``proposal`` in ``dtype``."""
+        return PointPartition(self.index, self.mask, self.proposal.to(dtype), self.center_mask, self.num_points)
+
+
+def point_partition(pos: Tensor, batch: Tensor | None, num_regions: int, num_centers: int,
+                    center_k: int | None = None) -> PointPartition:
+    """Split point sets into regions and propose centres in each (no gradients involved).
+
+    Each cloud is split into ``num_regions`` regions: FPS picks region anchors
+    and every point joins its nearest anchor (with one region, the cloud is the
+    region). In every region, FPS picks ``num_centers`` anchors; a centre is
+    the mean of its anchor's ``k`` nearest region members, ``k = n_region //
+    num_centers`` by default (at least 1), or ``center_k``. With one centre the
+    centre is the region mean. FPS starts from the lexicographically smallest
+    point, so the partition does not depend on the order of the input points.
+
+    Args:
+        pos: flat positions ``[sum N, D]``.
+        batch: sorted cloud id per point ``[sum N]`` (``None``: one cloud).
+        num_regions: regions per cloud ``R``.
+        num_centers: centres per region ``M``.
+        center_k: neighbours averaged into a centre (default ``n_region // M``).
+
+    Returns:
+        the :class:`PointPartition`.
+    """
+    check_pos("pos", pos, (2,))
+    counts = check_batch("batch", batch, pos.shape[0], "pos")
+    device = pos.device
+    P = pos.shape[0]
+    if batch is None:
+        batch = torch.zeros(P, dtype=torch.long, device=device)
+    pos = pos.detach()
+    order = canonical_order(pos, batch)
+    pos_s, batch_s = pos[order], batch[order]
+    if num_regions == 1:
+        region = batch_s
+    else:
+        if int(counts.min()) < num_regions:
+            raise ValueError(
+                f"a cloud has {int(counts.min())} points, fewer than the {num_regions} regions this block "
+                f"splits it into; use clouds of at least {num_regions} points or fewer regions"
+            )
+        anchors = fps(pos_s, num_regions, batch_s)  # cloud by cloud, num_regions each
+        anchor_batch = batch_s[anchors]
+        region = knn(pos_s[anchors], pos_s, 1, anchor_batch, batch_s)[1]  # nearest anchor = global region id
+    G = counts.numel() * num_regions
+    by_region = region.argsort(stable=True)  # regions contiguous, canonical order inside
+    region_sorted = region[by_region]
+    sizes = torch.bincount(region_sorted, minlength=G)
+    n = int(sizes.max())
+    start = torch.cumsum(sizes, 0) - sizes
+    slot = torch.arange(P, device=device) - start[region_sorted]
+    index = torch.zeros(G, n, dtype=torch.long, device=device)
+    mask = torch.zeros(G, n, dtype=torch.bool, device=device)
+    index[region_sorted, slot] = order[by_region]
+    mask[region_sorted, slot] = True
+    if num_centers == 1:
+        proposal = (mask.to(pos.dtype) / sizes.clamp_min(1).to(pos.dtype)[:, None]).unsqueeze(1)
+        return PointPartition(index, mask, proposal, (sizes > 0)[:, None], P)
+    pos_g = pos[index]  # [G, n, D]
+    anchor, center_mask = fps_padded(pos_g, num_centers, mask)
+    anchor_pos = pos_g.gather(1, anchor.unsqueeze(-1).expand(-1, -1, pos.shape[1]))
+    if center_k is None:
+        k_region = (sizes // num_centers).clamp_min(1)
+    else:
+        if center_k < 1:
+            raise ValueError(f"`center_k` must be >= 1, got {center_k}")
+        k_region = sizes.clamp(max=center_k).clamp_min(1)
+    k_max = min(int(k_region.max()), n)
+    nbr, valid = knn_padded(pos_g, anchor_pos, k_max, mask)  # [G, M, k]
+    valid = valid & (torch.arange(k_max, device=device) < k_region[:, None, None]) & center_mask[..., None]
+    proposal = torch.zeros(G, num_centers, n, dtype=pos.dtype, device=device)
+    proposal.scatter_(2, nbr, valid.to(pos.dtype))
+    proposal = proposal / proposal.sum(-1, keepdim=True).clamp_min(1.0)
+    return PointPartition(index, mask, proposal, center_mask, P)
+
+
+class ContextCluster(nn.Module):
+    """Context-cluster token mixer for image maps and point sets (one class, one set of weights).
+
+    Args:
+        dim: input channels ``C``.
+        out_dim: output channels (default ``dim``).
+        heads: number of heads ``e``.
+        head_dim: channels per head ``c``; the similarity and value spaces have ``e * c`` channels.
+        centers: centres per region, ``(rows, cols)`` on a grid; on a point set the
+            product ``M = rows * cols`` is used, and a plain int ``M`` is allowed
+            (such a mixer then only runs on point sets).
+        regions: regions, ``(rows, cols)`` windows on a grid (each map side must be
+            divisible); on a point set ``R = rows * cols`` FPS regions per cloud
+            (or a plain int ``R``).
+        center_k: point sets only, neighbours averaged into each centre
+            (default: region size // M).
+
+    Shapes:
+        image map: ``x [B, H, W, C]`` (channels last) -> ``[B, H, W, out_dim]``;
+        dense point set: ``x [B, N, C]``, ``pos [B, N, D]`` -> ``[B, N, out_dim]``;
+        flat PyG batch: ``x [sum N, C]``, ``pos [sum N, D]``, ``batch [sum N]`` -> ``[sum N, out_dim]``.
+        ``pos`` may be omitted on a point set when ``M = R = 1`` (one centre, the set mean).
+
+    Example:
+        >>> mixer = ContextCluster(64, heads=4, head_dim=16, centers=(2, 2), regions=(2, 2))
+        >>> y_img = mixer(torch.randn(2, 8, 8, 64))                       # image map
+        >>> y_pts = mixer(torch.randn(2, 500, 64), torch.randn(2, 500, 3))  # point set
+    """
+
+    def __init__(self, dim: int, out_dim: int | None = None, heads: int = 4, head_dim: int = 24,
+                 centers: int | tuple[int, int] = (2, 2), regions: int | tuple[int, int] = (1, 1),
+                 center_k: int | None = None) -> None:
+        super().__init__()
+        out_dim = dim if out_dim is None else out_dim
+        self.dim, self.out_dim, self.heads, self.head_dim = dim, out_dim, heads, head_dim
+        # An int is a count for point sets; a grid needs the (rows, cols) layout.
+        self.centers = pair(centers, "centers") if not isinstance(centers, int) else pair((centers, 1), "centers")
+        self.regions = pair(regions, "regions") if not isinstance(regions, int) else pair((regions, 1), "regions")
+        self.grid_layout = all(not isinstance(v, int) or v == 1 for v in (centers, regions))
+        self.center_k = center_k
+        inner = heads * head_dim
+        self.f = nn.Linear(dim, inner)
+        self.v = nn.Linear(dim, inner)
+        self.proj = nn.Linear(inner, out_dim)
+        self.sim_alpha = nn.Parameter(torch.ones(1))
+        self.sim_beta = nn.Parameter(torch.zeros(1))
+
+    @property
+    def num_centers(self) -> int:
+        """Centres per region on a point set (``rows * cols``)."""
+        return self.centers[0] * self.centers[1]
+
+    @property
+    def num_regions(self) -> int:
+        """Regions per cloud on a point set (``rows * cols``)."""
+        return self.regions[0] * self.regions[1]
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, out_dim={self.out_dim}, heads={self.heads}, head_dim={self.head_dim}, "
+                f"centers={self.centers}, regions={self.regions}")
+
+    def partition(self, pos: Tensor, batch: Tensor | None = None) -> PointPartition:
+        """The point partition this mixer uses for flat ``pos [sum N, D]`` (share it across blocks of a stage)."""
+        return point_partition(pos, batch, self.num_regions, self.num_centers, self.center_k)
+
+    def forward(self, x: Tensor, pos: Tensor | None = None, batch: Tensor | None = None,
+                partition: PointPartition | None = None) -> Tensor:
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"ContextCluster(dim={self.dim}) got x with {x.shape[-1]} channels, shape {tuple(x.shape)}")
+        if x.dim() == 4:
+            return self._forward_grid(x)
+        if x.dim() == 3:
+            return self._forward_dense(x, pos, partition)
+        if x.dim() == 2:
+            return self._forward_flat(x, pos, batch, partition)
+        raise ValueError(
+            f"x must be [B, H, W, C] (image map), [B, N, C] (point set) or [sum N, C] (flat), got {tuple(x.shape)}"
+        )
+
+    def _split_heads(self, t: Tensor) -> Tensor:
+        """``[G, n, e*c] -> [G, e, n, c]``."""
+        G, n, _ = t.shape
+        return t.view(G, n, self.heads, self.head_dim).transpose(1, 2)
+
+    def _merge_heads(self, t: Tensor) -> Tensor:
+        """``[G, e, n, c] -> [G, n, e*c]``."""
+        G, _, n, _ = t.shape
+        return t.transpose(1, 2).reshape(G, n, self.heads * self.head_dim)
+
+    def _forward_grid(self, x: Tensor) -> Tensor:
+        B, H, W, _ = x.shape
+        if not self.grid_layout:
+            raise ValueError(
+                "this ContextCluster was built with an int `centers`/`regions` (a point-set count); "
+                "give them as (rows, cols) pairs to run it on an image map [B, H, W, C]"
+            )
+        fr, fc = self.regions
+        if H % fr or W % fc:
+            raise ValueError(
+                f"image map of {H}x{W} (x shape {tuple(x.shape)}) cannot be split into {fr}x{fc} regions; "
+                "each side must be divisible by the regions along it"
+            )
+        h, w, e, c = H // fr, W // fc, self.heads, self.head_dim
+
+        def to_groups(t: Tensor) -> Tensor:  # [B, H, W, e*c] -> [B*fr*fc, e, h*w, c]
+            t = t.view(B, fr, h, fc, w, e, c).permute(0, 1, 3, 5, 2, 4, 6)
+            return t.reshape(B * fr * fc, e, h * w, c)
+
+        feat, value = to_groups(self.f(x)), to_groups(self.v(x))
+        prop = grid_proposal(h, w, *self.centers, dtype=x.dtype, device=x.device)
+        out, _ = cluster_mix(feat, value, prop @ feat, prop @ value, self.sim_alpha, self.sim_beta)
+        out = out.view(B, fr, fc, e, h, w, c).permute(0, 1, 4, 2, 5, 3, 6).reshape(B, H, W, e * c)
+        return self.proj(out)
+
+    def _forward_dense(self, x: Tensor, pos: Tensor | None, partition: PointPartition | None) -> Tensor:
+        B, N, _ = x.shape
+        if partition is None and self.num_centers == 1 and self.num_regions == 1:
+            # One centre per set: the set mean. No positions needed (the upstream point-cloud form).
+            feat, value = self._split_heads(self.f(x)), self._split_heads(self.v(x))
+            out, _ = cluster_mix(feat, value, feat.mean(2, keepdim=True), value.mean(2, keepdim=True),
+                                 self.sim_alpha, self.sim_beta)
+            return self.proj(self._merge_heads(out))
+        if pos is None and partition is None:
+            raise ValueError(f"a point set with {self.num_centers} centres / {self.num_regions} regions needs `pos`")
+        if pos is not None and (pos.dim() != 3 or pos.shape[:2] != x.shape[:2]):
+            raise ValueError(f"`pos` must be [B, N, D] matching x {tuple(x.shape)}, got {tuple(pos.shape)}")
+        flat_pos = pos.reshape(B * N, -1) if pos is not None else None
+        batch = torch.arange(B, device=x.device).repeat_interleave(N)
+        return self._forward_flat(x.reshape(B * N, -1), flat_pos, batch, partition).view(B, N, self.out_dim)
+
+    def _forward_flat(self, x: Tensor, pos: Tensor | None, batch: Tensor | None,
+                      partition: PointPartition | None) -> Tensor:
+        P = x.shape[0]
+        if partition is None:
+            if pos is None:
+                if self.num_centers == 1 and self.num_regions == 1:
+                    pos = x.new_zeros(P, 1)  # positions do not matter for one centre per set
+                else:
+                    raise ValueError("a flat point set needs `pos` [sum N, D] (or a precomputed `partition`)")
+            if pos.dim() != 2 or pos.shape[0] != P:
+                raise ValueError(f"`pos` must be [sum N, D] with {P} points, got {tuple(pos.shape)}")
+            partition = self.partition(pos, batch)
+        elif partition.num_points != P:
+            raise ValueError(f"`partition` was built for {partition.num_points} points, x has {P}")
+        index, mask = partition.index, partition.mask
+        feat = self._split_heads(self.f(x)[index])  # [G, e, n, c]
+        value = self._split_heads(self.v(x)[index])
+        prop = partition.proposal.to(x.dtype).unsqueeze(1)  # [G, 1, M, n]
+        out, _ = cluster_mix(feat, value, prop @ feat, prop @ value, self.sim_alpha, self.sim_beta,
+                             point_mask=mask.unsqueeze(1), center_mask=partition.center_mask.unsqueeze(1))
+        out = self._merge_heads(out)  # [G, n, e*c]
+        merged = out.new_zeros(P, out.shape[-1]).index_put((index[mask],), out[mask])
+        return self.proj(merged)

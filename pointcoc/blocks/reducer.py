@@ -1,0 +1,174 @@
+"""PointReducer: fewer points with new features, on point sets and (fast path) on grids."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pointcoc.blocks.cluster import pair
+from pointcoc.ops import canonical_order, fps, gather, knn
+from pointcoc.ops._checks import check_batch
+
+__all__ = ["PointReducer"]
+
+
+def _order_by_offset(idx: Tensor, rel: Tensor) -> tuple[Tensor, Tensor]:
+    """Reorder neighbours ``idx [..., k]`` lexicographically by their offsets ``rel [..., k, D]`` (dim 0 first)."""
+    order = torch.arange(idx.shape[-1], device=idx.device).expand_as(idx)
+    for d in reversed(range(rel.shape[-1])):
+        key = rel[..., d].gather(-1, order)
+        order = order.gather(-1, key.argsort(dim=-1, stable=True))
+    return idx.gather(-1, order), rel.gather(-2, order.unsqueeze(-1).expand_as(rel))
+
+
+class PointReducer(nn.Module):
+    """Reduce a point set: FPS anchors, their kNN neighbours, neighbour features concatenated -> linear.
+
+    On a point set each anchor's ``k`` neighbours are concatenated (optionally
+    with their offsets from the anchor) and mapped by one linear layer. On an
+    image map the anchors and neighbours form a regular grid, and the same
+    operation is a strided convolution with the same weights; that fast path
+    is used for ``[B, H, W, C]`` input.
+
+    Args:
+        in_dim: input channels ``C``.
+        out_dim: output channels.
+        kernel_size: grid patch ``(kh, kw)``; also sets ``k = kh * kw`` by default.
+        stride: grid stride; also sets the point reduction ``sh * sw`` by default.
+        padding: grid padding (the point path has no padding).
+        num_neighbors: neighbours ``k`` per anchor on point sets (default ``kh * kw``).
+        reduction: on point sets each cloud keeps ``ceil(N / reduction)`` anchors
+            (default ``sh * sw``).
+        rel_pos_dim: if > 0, append each neighbour's offset from its anchor (``D =
+            rel_pos_dim`` coordinates) to its features; point path only.
+        neighbor_order: ``"distance"`` (nearest first; ties in canonical point order)
+            or ``"offset"`` (lexicographic by offset, first coordinate first: the
+            raster order of a convolution kernel when positions are ``(row, col)``).
+        random_start: start FPS at a random point in training mode.
+
+    Shapes:
+        image map: ``x [B, H, W, C]`` -> ``[B, H', W', out_dim]``;
+        dense points: ``x [B, N, C]``, ``pos [B, N, D]`` -> ``(x' [B, S, out_dim], pos' [B, S, D], None)``;
+        flat points: ``x [sum N, C]``, ``pos``, ``batch`` -> ``(x' [sum S, out_dim], pos' [sum S, D], batch' [sum S])``.
+        ``anchor_pos`` (dense ``[B, S, D]`` only) replaces FPS with given anchors.
+
+    The weight layout is ``proj.weight [out_dim, k * (C + rel_pos_dim)]`` with
+    neighbour-major input, i.e. a conv kernel ``[out, C, kh, kw]`` is
+    ``proj.weight.view(out, kh, kw, C).permute(0, 3, 1, 2)``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, kernel_size: int | tuple[int, int] | None = None,
+                 stride: int | tuple[int, int] | None = None, padding: int | tuple[int, int] = 0,
+                 num_neighbors: int | None = None, reduction: int | None = None, rel_pos_dim: int = 0,
+                 neighbor_order: str = "distance", random_start: bool = False) -> None:
+        super().__init__()
+        self.kernel_size = pair(kernel_size, "kernel_size") if kernel_size is not None else None
+        self.stride = pair(stride, "stride") if stride is not None else self.kernel_size
+        self.padding = (padding, padding) if isinstance(padding, int) else tuple(padding)
+        if num_neighbors is None and self.kernel_size is None:
+            raise ValueError("give `kernel_size` (grid patch) or `num_neighbors` (point sets)")
+        self.num_neighbors = num_neighbors if num_neighbors is not None else math.prod(self.kernel_size)
+        if reduction is None:
+            if self.stride is None:
+                raise ValueError("give `stride` (grid) or `reduction` (point sets)")
+            reduction = math.prod(self.stride)
+        if reduction < 1 or self.num_neighbors < 1:
+            raise ValueError(f"`reduction` and `num_neighbors` must be >= 1, got {reduction}, {self.num_neighbors}")
+        if neighbor_order not in ("distance", "offset"):
+            raise ValueError(f"`neighbor_order` must be 'distance' or 'offset', got {neighbor_order!r}")
+        self.reduction = reduction
+        self.rel_pos_dim = rel_pos_dim
+        self.neighbor_order = neighbor_order
+        self.random_start = random_start
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.proj = nn.Linear(self.num_neighbors * (in_dim + rel_pos_dim), out_dim)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_dim}, {self.out_dim}, k={self.num_neighbors}, reduction={self.reduction}, "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"rel_pos_dim={self.rel_pos_dim}, neighbor_order={self.neighbor_order!r}")
+
+    def conv_weight(self) -> Tensor:
+        """The projection as a convolution kernel ``[out_dim, C, kh, kw]`` (grid fast path)."""
+        if self.kernel_size is None or math.prod(self.kernel_size) != self.num_neighbors:
+            raise ValueError(f"this PointReducer has no grid kernel (kernel_size={self.kernel_size}, "
+                             f"k={self.num_neighbors}); build it with kernel_size to use image maps")
+        if self.rel_pos_dim:
+            raise ValueError("the grid fast path does not take relative positions (rel_pos_dim > 0); "
+                             "run the point path on the pixel positions instead")
+        kh, kw = self.kernel_size
+        return self.proj.weight.view(self.out_dim, kh, kw, self.in_dim).permute(0, 3, 1, 2)
+
+    def forward(self, x: Tensor, pos: Tensor | None = None, batch: Tensor | None = None,
+                anchor_pos: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor, Tensor | None]:
+        if x.shape[-1] != self.in_dim:
+            raise ValueError(f"PointReducer(in_dim={self.in_dim}) got x with shape {tuple(x.shape)}")
+        if x.dim() == 4:
+            out = F.conv2d(x.permute(0, 3, 1, 2), self.conv_weight(), self.proj.bias, self.stride, self.padding)
+            return out.permute(0, 2, 3, 1)
+        if pos is None:
+            raise ValueError(f"a point set x {tuple(x.shape)} needs `pos`")
+        if x.dim() == 3:
+            if pos.dim() != 3 or pos.shape[:2] != x.shape[:2]:
+                raise ValueError(f"`pos` must be [B, N, D] matching x {tuple(x.shape)}, got {tuple(pos.shape)}")
+            return self._forward_dense(x, pos, anchor_pos)
+        if x.dim() == 2:
+            return self._forward_flat(x, pos, batch)
+        raise ValueError(f"x must be [B, H, W, C], [B, N, C] or [sum N, C], got {tuple(x.shape)}")
+
+    def _features(self, x: Tensor, pos: Tensor, anchor_pos: Tensor) -> Tensor:
+        """``x [B, N, C]``, ``pos [B, N, D]``, ``anchor_pos [B, S, D]`` -> ``[B, S, out_dim]``."""
+        if self.rel_pos_dim and pos.shape[-1] != self.rel_pos_dim:
+            raise ValueError(f"`pos` has {pos.shape[-1]} coordinates, this reducer expects rel_pos_dim="
+                             f"{self.rel_pos_dim}")
+        idx = knn(pos, anchor_pos, self.num_neighbors)  # [B, S, k], nearest first
+        rel = gather(pos, idx) - anchor_pos.unsqueeze(2)  # [B, S, k, D]
+        if self.neighbor_order == "offset":
+            idx, rel = _order_by_offset(idx, rel)
+        feats = gather(x, idx)  # [B, S, k, C]
+        if self.rel_pos_dim:
+            feats = torch.cat([feats, rel.to(feats.dtype)], dim=-1)
+        return self.proj(feats.flatten(2))
+
+    def _forward_dense(self, x: Tensor, pos: Tensor, anchor_pos: Tensor | None) -> tuple[Tensor, Tensor, None]:
+        B, N, _ = x.shape
+        if anchor_pos is None:
+            # canonical order first: anchors and neighbour ties do not depend on the input order
+            order = canonical_order(pos)
+            pos, x = gather(pos, order), gather(x, order)
+            anchors = fps(pos, math.ceil(N / self.reduction), random_start=self.random_start and self.training)
+            anchor_pos = gather(pos, anchors)
+        elif anchor_pos.dim() != 3 or anchor_pos.shape[0] != B or anchor_pos.shape[2] != pos.shape[2]:
+            raise ValueError(f"`anchor_pos` must be [B, S, D] for pos {tuple(pos.shape)}, got {tuple(anchor_pos.shape)}")
+        return self._features(x, pos, anchor_pos), anchor_pos, None
+
+    def _forward_flat(self, x: Tensor, pos: Tensor, batch: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        if pos.dim() != 2 or pos.shape[0] != x.shape[0]:
+            raise ValueError(f"`pos` must be [sum N, D] with {x.shape[0]} points, got {tuple(pos.shape)}")
+        counts = check_batch("batch", batch, x.shape[0], "pos")
+        if batch is None:
+            batch = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        if counts.numel() == 1:
+            out, new_pos, _ = self._forward_dense(x.unsqueeze(0), pos.unsqueeze(0), None)
+            return out.squeeze(0), new_pos.squeeze(0), batch.new_zeros(out.shape[1])
+        # Clouds of different sizes: anchors per cloud by flat FPS, neighbours by flat kNN.
+        order = canonical_order(pos, batch)
+        x, pos, batch = x[order], pos[order], batch[order]
+        samples = torch.div(counts + self.reduction - 1, self.reduction, rounding_mode="floor")
+        anchors = fps(pos, samples, batch, random_start=self.random_start and self.training)
+        anchor_pos, anchor_batch = pos[anchors], batch[anchors]
+        if self.rel_pos_dim and pos.shape[-1] != self.rel_pos_dim:
+            raise ValueError(f"`pos` has {pos.shape[-1]} coordinates, this reducer expects rel_pos_dim="
+                             f"{self.rel_pos_dim}")
+        k = self.num_neighbors
+        idx = knn(pos, anchor_pos, k, batch, anchor_batch)[1].view(-1, k)  # [sum S, k]
+        rel = pos[idx] - anchor_pos.unsqueeze(1)
+        if self.neighbor_order == "offset":
+            idx, rel = _order_by_offset(idx, rel)
+        feats = x[idx]
+        if self.rel_pos_dim:
+            feats = torch.cat([feats, rel.to(feats.dtype)], dim=-1)
+        return self.proj(feats.flatten(1)), anchor_pos, anchor_batch

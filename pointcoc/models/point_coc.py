@@ -1,0 +1,136 @@
+"""PointCoC: a hierarchical point-cloud classifier made only of pointcoc blocks.
+
+Each stage reduces the cloud with a :class:`~pointcoc.blocks.PointReducer`
+(FPS anchors + kNN neighbours with their offsets), then mixes it with
+:class:`~pointcoc.blocks.ClusterBlock` s whose centres and regions are
+proposed by FPS on the points: Context Clusters carried over to 3D.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from pointcoc.blocks import ClusterBlock, PointReducer
+from pointcoc.ops._checks import check_batch
+
+__all__ = ["PointCoC"]
+
+
+class PointCoC(nn.Module):
+    """Point-cloud classifier: embed -> [PointReducer -> ClusterBlock x depth] per stage -> pool -> head.
+
+    Args:
+        num_classes: output classes.
+        in_channels: extra per-point input features besides the coordinates (e.g. 3 for normals).
+        pos_dim: coordinates per point ``D``.
+        embed_dim: width of the per-point embedding.
+        dims: channels of each stage.
+        depths: ClusterBlocks per stage.
+        reductions: each stage keeps ``ceil(N / reduction)`` points.
+        neighbors: kNN neighbours of each reducer.
+        heads, head_dim: per stage, of the context-cluster mixers.
+        centers: centres per region, per stage.
+        regions: FPS regions per cloud, per stage.
+        mlp_ratio: MLP width of the blocks.
+        drop_path_rate: stochastic depth, linearly increasing over blocks.
+
+    Shapes:
+        dense: ``pos [B, N, D]`` (+ ``x [B, N, in_channels]``) -> logits ``[B, num_classes]``;
+        flat: ``pos [sum N, D]``, ``batch [sum N]`` (+ ``x``) -> ``[B, num_classes]``.
+    """
+
+    def __init__(self, num_classes: int = 40, in_channels: int = 0, pos_dim: int = 3, embed_dim: int = 32,
+                 dims: Sequence[int] = (64, 128, 256), depths: Sequence[int] = (1, 1, 1),
+                 reductions: Sequence[int] = (4, 4, 4), neighbors: Sequence[int] = (16, 16, 16),
+                 heads: Sequence[int] = (2, 4, 4), head_dim: Sequence[int] = (16, 16, 32),
+                 centers: Sequence[int] = (4, 4, 4), regions: Sequence[int] = (16, 4, 1),
+                 mlp_ratio: float = 2.0, drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        per_stage = [dims, depths, reductions, neighbors, heads, head_dim, centers, regions]
+        if len({len(s) for s in per_stage}) != 1:
+            raise ValueError("dims, depths, reductions, neighbors, heads, head_dim, centers and regions must "
+                             f"have one entry per stage, got lengths {[len(s) for s in per_stage]}")
+        self.num_classes, self.in_channels, self.pos_dim = num_classes, in_channels, pos_dim
+        self.embed = nn.Sequential(nn.Linear(pos_dim + in_channels, embed_dim), nn.LayerNorm(embed_dim), nn.GELU())
+        total = sum(depths)
+        rates = torch.linspace(0, drop_path_rate, max(total, 1)).tolist()
+        self.reducers = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        prev, b = embed_dim, 0
+        for i, dim in enumerate(dims):
+            self.reducers.append(PointReducer(prev, dim, num_neighbors=neighbors[i], reduction=reductions[i],
+                                              rel_pos_dim=pos_dim))
+            self.stages.append(nn.ModuleList(
+                ClusterBlock(dim, mlp_ratio=mlp_ratio, heads=heads[i], head_dim=head_dim[i], centers=centers[i],
+                             regions=regions[i], norm_layer=nn.LayerNorm, drop_path=rates[b + j])
+                for j in range(depths[i])))
+            b += depths[i]
+            prev = dim
+        self.norm = nn.LayerNorm(prev)
+        self.head = nn.Linear(prev, num_classes)
+        self.num_features = prev
+
+    def min_points(self) -> int:
+        """The smallest cloud this model accepts (every reducer needs ``k`` points, every stage its regions)."""
+        stages = [(r.num_neighbors, r.reduction, max((b.token_mixer.num_regions for b in s), default=1))
+                  for r, s in zip(self.reducers, self.stages)]
+
+        def fits(n: int) -> bool:
+            for k, reduction, regions in stages:
+                if n < k:
+                    return False
+                n = -(-n // reduction)
+                if n < regions:
+                    return False
+            return True
+
+        n = 1
+        while not fits(n):
+            n += 1
+        return n
+
+    def forward_features(self, pos: Tensor, x: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
+        """Pooled features ``[B, num_features]``."""
+        flat = pos.dim() == 2
+        if pos.shape[-1] != self.pos_dim:
+            raise ValueError(f"`pos` must have {self.pos_dim} coordinates, got shape {tuple(pos.shape)}")
+        counts = check_batch("batch", batch, pos.shape[0], "pos") if flat else torch.tensor([pos.shape[1]])
+        if int(counts.min()) < self.min_points():
+            raise ValueError(f"a cloud has {int(counts.min())} points; this model needs at least {self.min_points()}")
+        if self.in_channels:
+            if x is None or x.shape[:-1] != pos.shape[:-1] or x.shape[-1] != self.in_channels:
+                raise ValueError(f"`x` must be {tuple(pos.shape[:-1]) + (self.in_channels,)}, got "
+                                 f"{None if x is None else tuple(x.shape)}")
+            feats = torch.cat([pos, x.to(pos.dtype)], dim=-1)
+        else:
+            feats = pos
+        if flat and batch is None:
+            batch = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
+        h = self.embed(feats)
+        for reducer, stage in zip(self.reducers, self.stages):
+            h, pos, batch = reducer(h, pos, batch)
+            if not flat:
+                B, S, _ = pos.shape
+                h_flat, pos_flat = h.reshape(B * S, -1), pos.reshape(B * S, -1)
+                batch_flat = torch.arange(B, device=pos.device).repeat_interleave(S)
+            else:
+                h_flat, pos_flat, batch_flat = h, pos, batch
+            part = stage[0].partition(pos_flat, batch_flat) if len(stage) else None
+            for blk in stage:
+                h_flat = blk(h_flat, pos_flat, batch_flat, part)
+            h = h_flat if flat else h_flat.view(B, S, -1)
+        if flat:
+            num = int(batch.max()) + 1
+            summed = h.new_zeros(num, h.shape[-1]).index_add(0, batch, h)
+            return summed / torch.bincount(batch, minlength=num).to(h.dtype)[:, None]
+        return h.mean(dim=1)
+
+    def forward_head(self, feats: Tensor) -> Tensor:
+        """Logits ``[B, num_classes]`` from pooled features ``[B, num_features]``."""
+        return self.head(self.norm(feats))
+
+    def forward(self, pos: Tensor, x: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
+        return self.forward_head(self.forward_features(pos, x, batch))

@@ -1,0 +1,73 @@
+"""ClusterBlock and the per-sample layers (SampleNorm, DropPath)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch_geometric.data import Batch, Data
+
+from pointcoc.blocks import ClusterBlock, DropPath, SampleNorm
+
+
+def test_sample_norm_is_groupnorm_1() -> None:
+    norm = SampleNorm(6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_()
+    gn = nn.GroupNorm(1, 6)
+    gn.load_state_dict(norm.state_dict())
+    x = torch.randn(3, 5, 7, 6)
+    torch.testing.assert_close(norm(x), gn(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1), rtol=1e-5, atol=1e-5)
+
+
+def test_sample_norm_flat_is_per_cloud() -> None:
+    norm = SampleNorm(4)
+    clouds = [torch.randn(n, 4) * s + s for n, s in ((10, 1.0), (25, 3.0), (7, 0.2))]
+    batch = torch.repeat_interleave(torch.arange(3), torch.tensor([10, 25, 7]))
+    out = norm(torch.cat(clouds), batch)
+    torch.testing.assert_close(out, torch.cat([norm(c) for c in clouds]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out[10:35], norm(clouds[1][None])[0], rtol=1e-5, atol=1e-5)
+
+
+def test_drop_path_drops_whole_clouds() -> None:
+    layer = DropPath(0.5).train()
+    batch = torch.repeat_interleave(torch.arange(40), 5)
+    out = layer(torch.ones(200, 3), batch)
+    per_cloud = out.view(40, 15)
+    assert bool(((per_cloud == 0).all(1) | (per_cloud == 2).all(1)).all())
+    assert 0 < int((per_cloud[:, 0] == 0).sum()) < 40
+    assert torch.equal(layer.eval()(torch.ones(4, 3)), torch.ones(4, 3))
+
+
+def test_block_equals_its_definition() -> None:
+    blk = ClusterBlock(16, mlp_ratio=2, heads=2, head_dim=8, centers=(2, 2), regions=(2, 2),
+                       layer_scale_init_value=0.5).eval()
+    x = torch.randn(2, 8, 8, 16)
+    y = x + blk.layer_scale_1 * blk.token_mixer(blk.norm1(x))
+    y = y + blk.layer_scale_2 * blk.mlp.fc2(blk.mlp.act(blk.mlp.fc1(blk.norm2(y))))
+    torch.testing.assert_close(blk(x), y)
+
+
+@pytest.mark.parametrize("layer_scale", [1e-5, None])
+def test_block_layouts_and_backward(layer_scale) -> None:
+    blk = ClusterBlock(16, heads=2, head_dim=8, centers=(2, 2), regions=(2, 2), drop_path=0.1,
+                       layer_scale_init_value=layer_scale)
+    assert hasattr(blk, "layer_scale_1") == (layer_scale is not None)
+    img = torch.randn(2, 8, 8, 16, requires_grad=True)
+    pts = torch.randn(2, 100, 16, requires_grad=True)
+    out_img, out_pts = blk(img), blk(pts, torch.randn(2, 100, 3))
+    assert out_img.shape == img.shape and out_pts.shape == pts.shape
+    (out_img.sum() + out_pts.sum()).backward()
+    assert img.grad is not None and pts.grad is not None
+    assert all(p.grad is not None for p in blk.parameters())
+
+
+def test_block_pyg_batch_cloud_by_cloud() -> None:
+    blk = ClusterBlock(16, heads=2, head_dim=8, centers=4, regions=2, layer_scale_init_value=1.0).eval()
+    clouds = [Data(x=torch.randn(n, 16), pos=torch.randn(n, 3)) for n in (40, 73, 55)]
+    data = Batch.from_data_list(clouds)
+    part = blk.partition(data.pos, data.batch)
+    out = blk(data.x, data.pos, data.batch, part)
+    torch.testing.assert_close(out, torch.cat([blk(c.x, c.pos) for c in clouds]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(blk(data.x, data.pos, data.batch), out)
