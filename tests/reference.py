@@ -44,17 +44,19 @@ def lexsort(pos: Tensor) -> Tensor:
 
 
 def dense_cluster(feat: Tensor, value: Tensor, centers: Tensor, value_centers: Tensor, alpha: Tensor,
-                  beta: Tensor) -> Tensor:
+                  beta: Tensor, denominator: str = "weights") -> Tensor:
     """Upstream-style cluster step on dense groups, materialising ``[G, M, n, c]``.
 
     ``feat, value [G, n, c]``, ``centers, value_centers [G, M, c]`` -> ``[G, n, c]``.
-    The mask is the one-hot of the argmax and is not differentiated.
+    The mask is the one-hot of the argmax and is not differentiated. ``denominator="count"``
+    divides by ``1 + mask.sum`` (upstream before 2023-05-31) instead of ``1 + sim.sum``.
     """
     cos = F.normalize(centers, dim=-1) @ F.normalize(feat, dim=-1).transpose(1, 2)  # [G, M, n]
     sim = torch.sigmoid(beta + alpha * cos)
     mask = F.one_hot(sim.detach().argmax(dim=1), centers.shape[1]).transpose(1, 2).to(sim.dtype)
     sim = sim * mask
-    agg = ((value.unsqueeze(1) * sim.unsqueeze(-1)).sum(dim=2) + value_centers) / (sim.sum(-1, keepdim=True) + 1.0)
+    total = (sim if denominator == "weights" else mask).sum(-1, keepdim=True)
+    agg = ((value.unsqueeze(1) * sim.unsqueeze(-1)).sum(dim=2) + value_centers) / (total + 1.0)
     return (agg.unsqueeze(2) * sim.unsqueeze(-1)).sum(dim=1)
 
 
@@ -80,7 +82,7 @@ def dense_grid_mixer(mixer, x: Tensor) -> Tensor:
     centers = pool(f).flatten(2).transpose(1, 2)
     vcenters = pool(v).flatten(2).transpose(1, 2)
     out = dense_cluster(f.flatten(2).transpose(1, 2), v.flatten(2).transpose(1, 2), centers, vcenters,
-                        mixer.sim_alpha, mixer.sim_beta)  # [G, h*w, c]
+                        mixer.sim_alpha, mixer.sim_beta, mixer.denominator)  # [G, h*w, c]
     out = out.view(B, e, fr, fc, h, w, c).permute(0, 2, 4, 3, 5, 1, 6).reshape(B, H, W, e * c)
     return mixer.proj(out)
 
@@ -121,7 +123,8 @@ def naive_point_mixer(mixer, x: Tensor, pos: Tensor) -> Tensor:
         fr_, vr = f[members].transpose(0, 1), v[members].transpose(0, 1)  # [e, n, c]
         centers = torch.stack([fr_[:, nb].mean(1) for nb in near], dim=1)  # [e, m, c]
         vcenters = torch.stack([vr[:, nb].mean(1) for nb in near], dim=1)
-        res = dense_cluster(fr_, vr, centers, vcenters, mixer.sim_alpha, mixer.sim_beta)  # [e, n, c]
+        res = dense_cluster(fr_, vr, centers, vcenters, mixer.sim_alpha, mixer.sim_beta,
+                            mixer.denominator)  # [e, n, c]
         out[members] = res.transpose(0, 1).reshape(n, e * c)
     unsorted = torch.empty_like(out)
     unsorted[order] = out

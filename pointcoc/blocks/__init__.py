@@ -6,7 +6,7 @@
 * :class:`SampleNorm`, :class:`DropPath` - per-sample layers that understand flat PyG batches.
 """
 
-from pointcoc.blocks.block import ClusterBlock
+from pointcoc.blocks.block import ClusterBlock, cluster_stage
 from pointcoc.blocks.cluster import ContextCluster, PointPartition, cluster_mix, grid_proposal, point_partition
 from pointcoc.blocks.layers import DropPath, SampleNorm, apply_norm, drop_path
 from pointcoc.blocks.reducer import PointReducer
@@ -14,6 +14,7 @@ from pointcoc.blocks.reducer import PointReducer
 __all__ = [
     "ContextCluster",
     "ClusterBlock",
+    "cluster_stage",
     "PointReducer",
     "PointPartition",
     "point_partition",

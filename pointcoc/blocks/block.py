@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from timm.layers import Mlp
 from torch import Tensor, nn
@@ -9,7 +11,7 @@ from torch import Tensor, nn
 from pointcoc.blocks.cluster import ContextCluster, PointPartition
 from pointcoc.blocks.layers import DropPath, SampleNorm, apply_norm
 
-__all__ = ["ClusterBlock"]
+__all__ = ["ClusterBlock", "cluster_stage"]
 
 
 class ClusterBlock(nn.Module):
@@ -18,7 +20,7 @@ class ClusterBlock(nn.Module):
     Args:
         dim: channels ``C``.
         mlp_ratio: hidden width of the MLP as a multiple of ``dim``.
-        heads, head_dim, centers, regions, center_k: passed to :class:`ContextCluster`.
+        heads, head_dim, centers, regions, center_k, denominator: passed to :class:`ContextCluster`.
         norm_layer: norm type, built as ``norm_layer(dim)``; norms with ``accepts_batch``
             (like :class:`SampleNorm`, upstream's ``GroupNorm(1, C)``) get the flat ``batch``.
         act_layer: activation type of the MLP.
@@ -35,11 +37,11 @@ class ClusterBlock(nn.Module):
                  centers: int | tuple[int, int] = (2, 2), regions: int | tuple[int, int] = (1, 1),
                  center_k: int | None = None, norm_layer: type[nn.Module] = SampleNorm,
                  act_layer: type[nn.Module] = nn.GELU, drop: float = 0.0, drop_path: float = 0.0,
-                 layer_scale_init_value: float | None = 1e-5) -> None:
+                 layer_scale_init_value: float | None = 1e-5, denominator: str = "weights") -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.token_mixer = ContextCluster(dim, dim, heads=heads, head_dim=head_dim, centers=centers,
-                                          regions=regions, center_k=center_k)
+                                          regions=regions, center_k=center_k, denominator=denominator)
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
         self.drop_path = DropPath(drop_path)
@@ -63,3 +65,39 @@ class ClusterBlock(nn.Module):
         if self.use_layer_scale:
             hidden = self.layer_scale_2 * hidden
         return x + self.drop_path(hidden, flat_batch)
+
+
+def cluster_stage(blocks: Sequence[ClusterBlock], x: Tensor, pos: Tensor | None = None,
+                  batch: Tensor | None = None) -> Tensor:
+    """Run consecutive ClusterBlocks on one point set, computing the point partition once.
+
+    The blocks of a stage see the same points, so their regions and centre
+    proposals (FPS, kNN) are shared; only the features change.
+
+    Args:
+        blocks: the blocks of the stage (all with the same centre/region settings).
+        x: ``[B, N, C]`` dense or ``[sum N, C]`` flat features; an image map
+            ``[B, H, W, C]`` is passed through the grid path block by block.
+        pos: ``[B, N, D]`` or ``[sum N, D]`` positions.
+        batch: flat form, ``[sum N]`` cloud ids.
+
+    Returns:
+        the features after the last block, shaped like ``x``.
+    """
+    if not blocks:
+        return x
+    if x.dim() == 4:
+        for blk in blocks:
+            x = blk(x)
+        return x
+    if pos is None:
+        raise ValueError(f"point features {tuple(x.shape)} need `pos` for a cluster stage")
+    dense = x.dim() == 3
+    if dense:
+        B, N, _ = x.shape
+        x, pos = x.reshape(B * N, -1), pos.reshape(B * N, -1)
+        batch = torch.arange(B, device=x.device).repeat_interleave(N)
+    part = blocks[0].partition(pos, batch)
+    for blk in blocks:
+        x = blk(x, pos, batch, part)
+    return x.view(B, N, -1) if dense else x

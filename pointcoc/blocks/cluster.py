@@ -49,7 +49,8 @@ def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]
 
 
 def cluster_mix(feat: Tensor, value: Tensor, centers: Tensor, value_centers: Tensor, alpha: Tensor, beta: Tensor,
-                point_mask: Tensor | None = None, center_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                point_mask: Tensor | None = None, center_mask: Tensor | None = None,
+                denominator: str = "weights") -> tuple[Tensor, Tensor]:
     """Cluster, aggregate and dispatch inside independent groups (the functional core).
 
     Args:
@@ -60,6 +61,9 @@ def cluster_mix(feat: Tensor, value: Tensor, centers: Tensor, value_centers: Ten
         alpha, beta: scalars (``[1]``) of ``w = sigmoid(beta + alpha * cos)``.
         point_mask: ``[..., n]`` bool, padding entries are False (they join no cluster).
         center_mask: ``[..., M]`` bool, padding centres are False (no point joins them).
+        denominator: ``"weights"``: ``1 + sum w_i`` (the paper's Eq. 1, upstream since
+            2023-05-31); ``"count"``: ``1 + |members|``, the earlier upstream code that
+            the first released image checkpoints were trained with.
 
     Returns:
         ``out [..., n, c]`` the dispatched features (0 at padding) and
@@ -73,7 +77,16 @@ def cluster_mix(feat: Tensor, value: Tensor, centers: Tensor, value_centers: Ten
     if point_mask is not None:
         weight = weight * point_mask.unsqueeze(-2).to(weight.dtype)
     masked = torch.zeros_like(sim).scatter(-2, assign.unsqueeze(-2), weight)  # [..., M, n], one entry per column
-    agg = (masked @ value + value_centers) / (masked.sum(-1, keepdim=True) + 1.0)  # [..., M, c]
+    if denominator == "weights":
+        total = masked.sum(-1, keepdim=True)
+    elif denominator == "count":
+        members = torch.ones_like(weight)
+        if point_mask is not None:
+            members = members * point_mask.unsqueeze(-2).to(weight.dtype)
+        total = torch.zeros_like(sim).scatter(-2, assign.unsqueeze(-2), members).sum(-1, keepdim=True)
+    else:
+        raise ValueError(f"`denominator` must be 'weights' or 'count', got {denominator!r}")
+    agg = (masked @ value + value_centers) / (total + 1.0)  # [..., M, c]
     out = masked.transpose(-1, -2) @ agg  # [..., n, c] = w_i * g_{m(i)}
     return out, assign
 
@@ -219,6 +232,8 @@ class ContextCluster(nn.Module):
             (or a plain int ``R``).
         center_k: point sets only, neighbours averaged into each centre
             (default: region size // M).
+        denominator: ``"weights"`` (default, the paper) or ``"count"`` (early upstream
+            checkpoints); see :func:`cluster_mix`.
 
     Shapes:
         image map: ``x [B, H, W, C]`` (channels last) -> ``[B, H, W, out_dim]``;
@@ -234,8 +249,11 @@ class ContextCluster(nn.Module):
 
     def __init__(self, dim: int, out_dim: int | None = None, heads: int = 4, head_dim: int = 24,
                  centers: int | tuple[int, int] = (2, 2), regions: int | tuple[int, int] = (1, 1),
-                 center_k: int | None = None) -> None:
+                 center_k: int | None = None, denominator: str = "weights") -> None:
         super().__init__()
+        if denominator not in ("weights", "count"):
+            raise ValueError(f"`denominator` must be 'weights' or 'count', got {denominator!r}")
+        self.denominator = denominator
         out_dim = dim if out_dim is None else out_dim
         self.dim, self.out_dim, self.heads, self.head_dim = dim, out_dim, heads, head_dim
         # An int is a count for point sets; a grid needs the (rows, cols) layout.
@@ -261,8 +279,9 @@ class ContextCluster(nn.Module):
         return self.regions[0] * self.regions[1]
 
     def extra_repr(self) -> str:
+        extra = "" if self.denominator == "weights" else f", denominator={self.denominator!r}"
         return (f"dim={self.dim}, out_dim={self.out_dim}, heads={self.heads}, head_dim={self.head_dim}, "
-                f"centers={self.centers}, regions={self.regions}")
+                f"centers={self.centers}, regions={self.regions}{extra}")
 
     def partition(self, pos: Tensor, batch: Tensor | None = None) -> PointPartition:
         """The point partition this mixer uses for flat ``pos [sum N, D]`` (share it across blocks of a stage)."""
@@ -313,7 +332,8 @@ class ContextCluster(nn.Module):
 
         feat, value = to_groups(self.f(x)), to_groups(self.v(x))
         prop = grid_proposal(h, w, *self.centers, dtype=x.dtype, device=x.device)
-        out, _ = cluster_mix(feat, value, prop @ feat, prop @ value, self.sim_alpha, self.sim_beta)
+        out, _ = cluster_mix(feat, value, prop @ feat, prop @ value, self.sim_alpha, self.sim_beta,
+                             denominator=self.denominator)
         out = out.view(B, fr, fc, e, h, w, c).permute(0, 1, 4, 2, 5, 3, 6).reshape(B, H, W, e * c)
         return self.proj(out)
 
@@ -323,7 +343,7 @@ class ContextCluster(nn.Module):
             # One centre per set: the set mean. No positions needed (the upstream point-cloud form).
             feat, value = self._split_heads(self.f(x)), self._split_heads(self.v(x))
             out, _ = cluster_mix(feat, value, feat.mean(2, keepdim=True), value.mean(2, keepdim=True),
-                                 self.sim_alpha, self.sim_beta)
+                                 self.sim_alpha, self.sim_beta, denominator=self.denominator)
             return self.proj(self._merge_heads(out))
         if pos is None and partition is None:
             raise ValueError(f"a point set with {self.num_centers} centres / {self.num_regions} regions needs `pos`")
@@ -352,7 +372,8 @@ class ContextCluster(nn.Module):
         value = self._split_heads(self.v(x)[index])
         prop = partition.proposal.to(x.dtype).unsqueeze(1)  # [G, 1, M, n]
         out, _ = cluster_mix(feat, value, prop @ feat, prop @ value, self.sim_alpha, self.sim_beta,
-                             point_mask=mask.unsqueeze(1), center_mask=partition.center_mask.unsqueeze(1))
+                             point_mask=mask.unsqueeze(1), center_mask=partition.center_mask.unsqueeze(1),
+                             denominator=self.denominator)
         out = self._merge_heads(out)  # [G, n, e*c]
         merged = out.new_zeros(P, out.shape[-1]).index_put((index[mask],), out[mask])
         return self.proj(merged)

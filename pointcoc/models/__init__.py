@@ -1,5 +1,30 @@
-"""Models built from :mod:`pointcoc.blocks`."""
+"""Models built from :mod:`pointcoc.blocks`, and the registry.
 
+Importing this package registers the image zoo in timm too, so
+``timm.create_model("coc_tiny")`` works after ``import pointcoc``.
+"""
+
+from pointcoc.models.registry import create_model, list_models, model_kind, register  # isort: skip
+from pointcoc.models.coc import CoC, image_to_points, pixel_features
 from pointcoc.models.point_coc import PointCoC
+from pointcoc.models.upstream import (
+    build_from_upstream_config,
+    load_checkpoint,
+    load_upstream_state_dict,
+    unwrap_state_dict,
+)
 
-__all__ = ["PointCoC"]
+__all__ = [
+    "create_model",
+    "list_models",
+    "model_kind",
+    "register",
+    "CoC",
+    "PointCoC",
+    "image_to_points",
+    "pixel_features",
+    "build_from_upstream_config",
+    "load_upstream_state_dict",
+    "load_checkpoint",
+    "unwrap_state_dict",
+]

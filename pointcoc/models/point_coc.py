@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from pointcoc.blocks import ClusterBlock, PointReducer
+from pointcoc.blocks import ClusterBlock, PointReducer, cluster_stage
 from pointcoc.ops._checks import check_batch
 
 __all__ = ["PointCoC"]
@@ -112,16 +112,7 @@ class PointCoC(nn.Module):
         h = self.embed(feats)
         for reducer, stage in zip(self.reducers, self.stages):
             h, pos, batch = reducer(h, pos, batch)
-            if not flat:
-                B, S, _ = pos.shape
-                h_flat, pos_flat = h.reshape(B * S, -1), pos.reshape(B * S, -1)
-                batch_flat = torch.arange(B, device=pos.device).repeat_interleave(S)
-            else:
-                h_flat, pos_flat, batch_flat = h, pos, batch
-            part = stage[0].partition(pos_flat, batch_flat) if len(stage) else None
-            for blk in stage:
-                h_flat = blk(h_flat, pos_flat, batch_flat, part)
-            h = h_flat if flat else h_flat.view(B, S, -1)
+            h = cluster_stage(stage, h, pos, batch)
         if flat:
             num = int(batch.max()) + 1
             summed = h.new_zeros(num, h.shape[-1]).index_add(0, batch, h)

@@ -30,15 +30,17 @@ def grads(module: torch.nn.Module, x: torch.Tensor, fn) -> tuple[torch.Tensor, l
 
 
 @pytest.mark.parametrize(
-    "dim,heads,head_dim,hw,regions,centers",
+    "dim,heads,head_dim,hw,regions,centers,denominator",
     [
-        (16, 2, 8, (8, 12), (2, 3), (3, 2)),  # overlapping pooling bins along rows (4 rows, 3 bins)
-        (20, 3, 4, (4, 6), (1, 1), (3, 3)),  # heads * head_dim != dim, overlapping bins on both axes
-        (8, 1, 8, (6, 4), (3, 1), (1, 1)),  # one centre per region, regions along rows only
+        (16, 2, 8, (8, 12), (2, 3), (3, 2), "weights"),  # overlapping pooling bins along rows (4 rows, 3 bins)
+        (20, 3, 4, (4, 6), (1, 1), (3, 3), "weights"),  # heads * head_dim != dim, overlapping bins on both axes
+        (8, 1, 8, (6, 4), (3, 1), (1, 1), "weights"),  # one centre per region, regions along rows only
+        (16, 2, 8, (8, 12), (2, 3), (3, 2), "count"),  # early upstream: divide by 1 + number of members
     ],
 )
-def test_grid_matches_dense_reference(dim, heads, head_dim, hw, regions, centers) -> None:
-    mixer = make_mixer(dim, heads=heads, head_dim=head_dim, regions=regions, centers=centers)
+def test_grid_matches_dense_reference(dim, heads, head_dim, hw, regions, centers, denominator) -> None:
+    mixer = make_mixer(dim, heads=heads, head_dim=head_dim, regions=regions, centers=centers,
+                       denominator=denominator)
     x = torch.randn(2, *hw, dim, dtype=torch.float64)
     out, g = grads(mixer, x, mixer)
     ref, g_ref = grads(mixer, x, lambda t: dense_grid_mixer(mixer, t))
@@ -57,11 +59,13 @@ def test_grid_proposal_is_adaptive_avg_pool() -> None:
 
 
 @pytest.mark.parametrize(
-    "regions,centers,center_k",
-    [(1, 1, None), (1, 4, None), (4, 3, None), ((2, 2), (2, 2), 5), (6, 1, None)],
+    "regions,centers,center_k,denominator",
+    [(1, 1, None, "weights"), (1, 4, None, "weights"), (4, 3, None, "weights"), ((2, 2), (2, 2), 5, "weights"),
+     (6, 1, None, "weights"), (4, 3, None, "count")],
 )
-def test_points_match_naive_reference(regions, centers, center_k) -> None:
-    mixer = make_mixer(12, heads=2, head_dim=6, regions=regions, centers=centers, center_k=center_k)
+def test_points_match_naive_reference(regions, centers, center_k, denominator) -> None:
+    mixer = make_mixer(12, heads=2, head_dim=6, regions=regions, centers=centers, center_k=center_k,
+                       denominator=denominator)
     sizes = [150, 97, 128]  # regions large enough that no two centres average the same neighbours
     xs = [torch.randn(n, 12, dtype=torch.float64) for n in sizes]
     ps = [torch.randn(n, 3, dtype=torch.float64) for n in sizes]

@@ -1,0 +1,174 @@
+"""Build pointcoc models from upstream configs and load upstream (or pointcoc) checkpoints.
+
+Upstream: Context-Cluster (https://github.com/ma-xu/Context-Cluster, ``models/context_cluster.py``).
+Its image models keep features NCHW with 1x1 convolutions; pointcoc keeps them
+channels last with ``nn.Linear`` and runs point reducers as linear layers over
+neighbour-major features. The checkpoint conversion is therefore a reshape:
+a conv weight ``[out, in, kh, kw]`` becomes ``[out, kh * kw * in]``
+(``permute(0, 2, 3, 1)``), which for 1x1 convolutions is the plain ``[out, in]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from pointcoc.blocks import SampleNorm
+from pointcoc.models.coc import CoC
+
+__all__ = ["build_from_upstream_config", "load_upstream_state_dict", "load_checkpoint", "unwrap_state_dict",
+           "checkpoint_filter_fn"]
+
+log = logging.getLogger(__name__)
+
+_NORMS: dict[str, type[nn.Module]] = {"GroupNorm": SampleNorm}
+_ACTS: dict[str, type[nn.Module]] = {"GELU": nn.GELU, "ReLU": nn.ReLU, "SiLU": nn.SiLU}
+
+# Defaults of upstream's ContextCluster constructor, for configs that give only some arguments.
+_COC_DEFAULTS: dict[str, Any] = {
+    "norm_layer": "BatchNorm2d", "act_layer": "GELU", "num_classes": 1000, "in_patch_size": 4, "in_stride": 4,
+    "in_pad": 0, "down_patch_size": 2, "down_stride": 2, "down_pad": 0, "drop_rate": 0.0, "drop_path_rate": 0.0,
+    "use_layer_scale": True, "layer_scale_init_value": 1e-5, "fork_feat": False,
+    "proposal_w": [2, 2, 2, 2], "proposal_h": [2, 2, 2, 2], "fold_w": [8, 4, 2, 1], "fold_h": [8, 4, 2, 1],
+    "heads": [2, 4, 6, 8], "head_dim": [16, 16, 32, 32],
+}
+
+_WRAPPERS = ("state_dict", "model", "net", "state_dict_ema", "model_ema")
+
+
+def _lookup(table: Mapping[str, type[nn.Module]], name: str, what: str) -> type[nn.Module]:
+    if name not in table:
+        raise ValueError(f"upstream {what} {name!r} is not supported; supported: {sorted(table)}")
+    return table[name]
+
+
+def _coc_from_upstream(args: Mapping[str, Any], env: Mapping[str, Any] | None) -> CoC:
+    a = {**_COC_DEFAULTS, **args}
+    if env and env.get("FORK_LAST3"):
+        raise ValueError("upstream FORK_LAST3 (no first fork_feat norm) is not supported")
+    regions = [(fw, fh) if fw > 1 and fh > 1 else (1, 1)  # upstream folds only when both are > 1
+               for fw, fh in zip(a["fold_w"], a["fold_h"])]
+    return CoC(
+        depths=a["layers"], dims=a["embed_dims"], mlp_ratios=a["mlp_ratios"], heads=a["heads"],
+        head_dims=a["head_dim"], centers=list(zip(a["proposal_w"], a["proposal_h"])), regions=regions,
+        downsamples=a["downsamples"], num_classes=a["num_classes"], in_patch_size=a["in_patch_size"],
+        in_stride=a["in_stride"], in_pad=a["in_pad"], down_patch_size=a["down_patch_size"],
+        down_stride=a["down_stride"], down_pad=a["down_pad"], norm_layer=_lookup(_NORMS, a["norm_layer"], "norm"),
+        act_layer=_lookup(_ACTS, a["act_layer"], "activation"), drop_rate=a["drop_rate"],
+        drop_path_rate=a["drop_path_rate"],
+        layer_scale_init_value=a["layer_scale_init_value"] if a["use_layer_scale"] else None,
+        fork_feat=a["fork_feat"],
+    )
+
+
+def build_from_upstream_config(config: Mapping[str, Any]) -> nn.Module:
+    """The pointcoc model equivalent to an upstream model description.
+
+    Args:
+        config: ``{"upstream_file": ..., "class": ..., "resolved_constructor_args": {...}}``
+            as stored in the golden fixtures (``constructor_args`` is used when the
+            resolved form is absent; missing arguments take upstream's defaults).
+
+    Raises:
+        ValueError: an upstream model, norm or activation that pointcoc does not provide.
+    """
+    source = (config.get("upstream_file"), config.get("class"))
+    args = config.get("resolved_constructor_args") or config.get("constructor_args")
+    if args is None:
+        raise ValueError("upstream config has neither `resolved_constructor_args` nor `constructor_args`")
+    if source == ("models/context_cluster.py", "ContextCluster"):
+        return _coc_from_upstream(args, config.get("env"))
+    raise ValueError(f"unsupported upstream model {source}; supported: ('models/context_cluster.py', "
+                     "'ContextCluster')")
+
+
+def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, Tensor]:
+    """The plain state dict inside a checkpoint: unwraps ``state_dict``/``model``/``net``/EMA entries and strips
+    ``module.`` prefixes (DataParallel / DDP)."""
+    if isinstance(obj, Mapping):
+        for key in _WRAPPERS:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise ValueError(f"{source} holds no state dict (expected a dict of tensors, optionally under one of "
+                         f"{list(_WRAPPERS)})")
+    out: dict[str, Tensor] = {}
+    for key, value in obj.items():
+        if not isinstance(value, Tensor):
+            raise ValueError(f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor")
+        out[key[len("module."):] if key.startswith("module.") else key] = value
+    return out
+
+
+def _convert_shapes(model: nn.Module, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Reshape upstream conv weights to the model's linear layouts where the element counts agree."""
+    expected = model.state_dict()
+    out = {}
+    for key, value in state.items():
+        target = expected.get(key)
+        if target is not None and value.shape != target.shape and value.numel() == target.numel():
+            if value.dim() in (3, 4) and target.dim() == 2:  # Conv1d/Conv2d -> Linear, neighbour-major
+                value = value.movedim(1, -1).reshape(target.shape)
+        out[key] = value
+    return out
+
+
+def load_upstream_state_dict(model: nn.Module, state_dict: Any, source: str = "state dict") -> nn.Module:
+    """Load upstream (or pointcoc) weights into ``model`` strictly, converting shapes as needed.
+
+    Args:
+        model: a pointcoc model (e.g. from :func:`build_from_upstream_config` or ``create_model``).
+        state_dict: a state dict or a checkpoint dict wrapping one (see :func:`unwrap_state_dict`).
+        source: a name for error messages (e.g. the file).
+
+    Raises:
+        ValueError: missing or unexpected keys, or shapes that no conversion reconciles; the
+            message lists them.
+    """
+    state = _convert_shapes(model, unwrap_state_dict(state_dict, source))
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k}: {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = []
+        for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
+            if items:
+                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+                parts.append(f"{label}: {items[:5]}{more}")
+        raise ValueError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a checkpoint file (pointcoc's or upstream's) into ``model``.
+
+    The file is read with ``torch.load(weights_only=True)``: tensors, containers and
+    plain values only (plus ``argparse.Namespace``, which timm training scripts store);
+    a file that carries pickled code is refused, never executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint file {str(path)!r} does not exist")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise ValueError(f"checkpoint {str(path)!r} cannot be loaded safely (weights_only=True): "
+                         f"{str(err).splitlines()[0]}") from err
+    return load_upstream_state_dict(model, obj, source=f"checkpoint {str(path)!r}")
+
+
+def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """timm ``pretrained_filter_fn``: an upstream or pointcoc checkpoint -> this model's state dict."""
+    return _convert_shapes(model, unwrap_state_dict(state_dict))
