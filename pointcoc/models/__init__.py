@@ -7,6 +7,7 @@ Importing this package registers the image zoo in timm too, so
 from pointcoc.models.registry import create_model, list_models, model_kind, register  # isort: skip
 from pointcoc.models.coc import CoC, image_to_points, pixel_features
 from pointcoc.models.point_coc import PointCoC
+from pointcoc.models.pointmlp import PointMLP
 from pointcoc.models.upstream import (
     build_from_upstream_config,
     load_checkpoint,
@@ -21,6 +22,7 @@ __all__ = [
     "register",
     "CoC",
     "PointCoC",
+    "PointMLP",
     "image_to_points",
     "pixel_features",
     "build_from_upstream_config",

@@ -12,11 +12,13 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.nn import global_mean_pool
 
 from pointcoc.blocks import ClusterBlock, PointReducer, cluster_stage
-from pointcoc.ops._checks import check_batch
+from pointcoc.models._points import prepare_points
+from pointcoc.models.registry import register
 
-__all__ = ["PointCoC"]
+__all__ = ["PointCoC", "pointcoc_tiny", "pointcoc_small"]
 
 
 class PointCoC(nn.Module):
@@ -93,35 +95,31 @@ class PointCoC(nn.Module):
         return n
 
     def forward_features(self, pos: Tensor, x: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
-        """Pooled features ``[B, num_features]``."""
-        flat = pos.dim() == 2
-        if pos.shape[-1] != self.pos_dim:
-            raise ValueError(f"`pos` must have {self.pos_dim} coordinates, got shape {tuple(pos.shape)}")
-        counts = check_batch("batch", batch, pos.shape[0], "pos") if flat else torch.tensor([pos.shape[1]])
-        if int(counts.min()) < self.min_points():
-            raise ValueError(f"a cloud has {int(counts.min())} points; this model needs at least {self.min_points()}")
-        if self.in_channels:
-            if x is None or x.shape[:-1] != pos.shape[:-1] or x.shape[-1] != self.in_channels:
-                raise ValueError(f"`x` must be {tuple(pos.shape[:-1]) + (self.in_channels,)}, got "
-                                 f"{None if x is None else tuple(x.shape)}")
-            feats = torch.cat([pos, x.to(pos.dtype)], dim=-1)
-        else:
-            feats = pos
-        if flat and batch is None:
-            batch = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
-        h = self.embed(feats)
+        """Pooled features ``[B, num_features]`` (mean over each cloud's last-stage points)."""
+        pts = prepare_points(pos, x, batch, self.in_channels, self.min_points(), self.pos_dim)
+        h, pos, batch = self.embed(pts.feats), pts.pos, pts.batch
         for reducer, stage in zip(self.reducers, self.stages):
             h, pos, batch = reducer(h, pos, batch)
             h = cluster_stage(stage, h, pos, batch)
-        if flat:
-            num = int(batch.max()) + 1
-            summed = h.new_zeros(num, h.shape[-1]).index_add(0, batch, h)
-            return summed / torch.bincount(batch, minlength=num).to(h.dtype)[:, None]
-        return h.mean(dim=1)
+        return global_mean_pool(self.norm(h), batch, size=pts.num_clouds)
 
-    def forward_head(self, feats: Tensor) -> Tensor:
+    def forward_head(self, feats: Tensor, pre_logits: bool = False) -> Tensor:
         """Logits ``[B, num_classes]`` from pooled features ``[B, num_features]``."""
-        return self.head(self.norm(feats))
+        return feats if pre_logits else self.head(feats)
 
     def forward(self, pos: Tensor, x: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
         return self.forward_head(self.forward_features(pos, x, batch))
+
+
+@register("point")
+def pointcoc_tiny(**kwargs) -> PointCoC:
+    """3D Context Cluster, tiny: 1024 points -> 256 -> 64 -> 16, one block per stage."""
+    return PointCoC(**kwargs)
+
+
+@register("point")
+def pointcoc_small(**kwargs) -> PointCoC:
+    """3D Context Cluster, small: wider and deeper than tiny."""
+    cfg = dict(embed_dim=64, dims=(128, 256, 512), depths=(2, 2, 2), heads=(4, 8, 8), head_dim=(32, 32, 64),
+               centers=(4, 4, 4), regions=(16, 4, 1), mlp_ratio=2.0)
+    return PointCoC(**{**cfg, **kwargs})

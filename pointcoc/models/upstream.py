@@ -1,11 +1,15 @@
 """Build pointcoc models from upstream configs and load upstream (or pointcoc) checkpoints.
 
-Upstream: Context-Cluster (https://github.com/ma-xu/Context-Cluster, ``models/context_cluster.py``).
+Upstream: Context-Cluster (https://github.com/ma-xu/Context-Cluster, ``models/context_cluster.py`` and
+``pointcloud/models/contextcluster.py``) and PointMLP (https://github.com/ma-xu/pointMLP-pytorch,
+``classification_ModelNet40/models/pointmlp.py``).
 Its image models keep features NCHW with 1x1 convolutions; pointcoc keeps them
 channels last with ``nn.Linear`` and runs point reducers as linear layers over
 neighbour-major features. The checkpoint conversion is therefore a reshape:
 a conv weight ``[out, in, kh, kw]`` becomes ``[out, kh * kw * in]``
 (``permute(0, 2, 3, 1)``), which for 1x1 convolutions is the plain ``[out, in]``.
+The point models also rename the context cluster's ``fc1``/``fc_v``/``fc2`` to
+the shared block's ``f``/``v``/``proj`` and flatten the ``[1, 1, 1, C]`` affines.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,7 @@ from torch import Tensor, nn
 
 from pointcoc.blocks import SampleNorm
 from pointcoc.models.coc import CoC
+from pointcoc.models.pointmlp import ACTIVATIONS, PointMLP
 
 __all__ = ["build_from_upstream_config", "load_upstream_state_dict", "load_checkpoint", "unwrap_state_dict",
            "checkpoint_filter_fn"]
@@ -68,6 +74,35 @@ def _coc_from_upstream(args: Mapping[str, Any], env: Mapping[str, Any] | None) -
     )
 
 
+# Defaults of upstream's point-cloud ``Model`` (PointMLP and PointMLP-CoC).
+_POINT_DEFAULTS: dict[str, Any] = {
+    "points": 1024, "class_num": 40, "embed_dim": 64, "groups": 1, "res_expansion": 1.0, "activation": "relu",
+    "bias": True, "use_xyz": True, "normalize": "center", "dim_expansion": [2, 2, 2, 2], "pre_blocks": [2, 2, 2, 2],
+    "pos_blocks": [2, 2, 2, 2], "k_neighbors": [32, 32, 32, 32], "reducers": [2, 2, 2, 2],
+}
+_POINT_SOURCES = {
+    ("pointcloud/models/contextcluster.py", "Model"): True,  # PointMLP-CoC
+    ("pointcloud/models/pointmlp.py", "Model"): False,
+    ("classification_ModelNet40/models/pointmlp.py", "Model"): False,
+    ("classification_ScanObjectNN/models/pointmlp.py", "Model"): False,
+}
+
+
+def _pointmlp_from_upstream(args: Mapping[str, Any], cluster: bool, fps_start: int | None) -> PointMLP:
+    a = {**_POINT_DEFAULTS, **args}
+    if a["groups"] != 1:
+        raise ValueError(f"upstream groups={a['groups']} (grouped residual MLPs) is not supported; use groups=1")
+    if a["activation"].lower() not in ACTIVATIONS:
+        raise ValueError(f"upstream activation {a['activation']!r} is not supported; supported: {sorted(ACTIVATIONS)}")
+    if fps_start not in (None, 0):
+        raise ValueError(f"FPS start index {fps_start} is not supported; pointcoc starts at index 0 (or canonically)")
+    return PointMLP(num_classes=a["class_num"], points=a["points"], embed_dim=a["embed_dim"],
+                    res_expansion=a["res_expansion"], activation=a["activation"], bias=a["bias"],
+                    use_xyz=a["use_xyz"], normalize=a["normalize"], dim_expansion=a["dim_expansion"],
+                    pre_blocks=a["pre_blocks"], pos_blocks=a["pos_blocks"], k_neighbors=a["k_neighbors"],
+                    reducers=a["reducers"], cluster=cluster)
+
+
 def build_from_upstream_config(config: Mapping[str, Any]) -> nn.Module:
     """The pointcoc model equivalent to an upstream model description.
 
@@ -85,8 +120,10 @@ def build_from_upstream_config(config: Mapping[str, Any]) -> nn.Module:
         raise ValueError("upstream config has neither `resolved_constructor_args` nor `constructor_args`")
     if source == ("models/context_cluster.py", "ContextCluster"):
         return _coc_from_upstream(args, config.get("env"))
-    raise ValueError(f"unsupported upstream model {source}; supported: ('models/context_cluster.py', "
-                     "'ContextCluster')")
+    if source in _POINT_SOURCES:
+        return _pointmlp_from_upstream(args, _POINT_SOURCES[source], config.get("fps_start_index"))
+    supported = [("models/context_cluster.py", "ContextCluster"), *_POINT_SOURCES]
+    raise ValueError(f"unsupported upstream model {source}; supported: {supported}")
 
 
 def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, Tensor]:
@@ -108,15 +145,28 @@ def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, Tensor]
     return out
 
 
-def _convert_shapes(model: nn.Module, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Reshape upstream conv weights to the model's linear layouts where the element counts agree."""
+# Upstream names that differ from pointcoc's, per model class (pattern, replacement).
+_RENAMES: dict[type[nn.Module], list[tuple[str, str]]] = {
+    PointMLP: [(r"^(pre_blocks_list\.\d+\.operation\.\d+)\.fc1\.", r"\1.f."),
+               (r"^(pre_blocks_list\.\d+\.operation\.\d+)\.fc_v\.", r"\1.v."),
+               (r"^(pre_blocks_list\.\d+\.operation\.\d+)\.fc2\.", r"\1.proj.")],
+}
+
+
+def _convert(model: nn.Module, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename upstream keys and reshape upstream tensors to the model's layouts where the element counts agree."""
+    renames = _RENAMES.get(type(model), [])
     expected = model.state_dict()
     out = {}
     for key, value in state.items():
+        for pattern, repl in renames:
+            key = re.sub(pattern, repl, key)
         target = expected.get(key)
         if target is not None and value.shape != target.shape and value.numel() == target.numel():
             if value.dim() in (3, 4) and target.dim() == 2:  # Conv1d/Conv2d -> Linear, neighbour-major
                 value = value.movedim(1, -1).reshape(target.shape)
+            elif value.squeeze().shape == target.squeeze().shape:  # e.g. affine [1, 1, 1, C] -> [C]
+                value = value.reshape(target.shape)
         out[key] = value
     return out
 
@@ -133,7 +183,7 @@ def load_upstream_state_dict(model: nn.Module, state_dict: Any, source: str = "s
         ValueError: missing or unexpected keys, or shapes that no conversion reconciles; the
             message lists them.
     """
-    state = _convert_shapes(model, unwrap_state_dict(state_dict, source))
+    state = _convert(model, unwrap_state_dict(state_dict, source))
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -171,4 +221,4 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
 
 def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
     """timm ``pretrained_filter_fn``: an upstream or pointcoc checkpoint -> this model's state dict."""
-    return _convert_shapes(model, unwrap_state_dict(state_dict))
+    return _convert(model, unwrap_state_dict(state_dict))

@@ -1,0 +1,286 @@
+"""PointMLP and PointMLP-CoC point-cloud classifiers, channels last, on pointcoc ops and blocks.
+
+Papers: Ma et al., "Rethinking Network Design and Local Geometry in Point Cloud:
+A Simple Residual MLP Framework", ICLR 2022 (https://arxiv.org/abs/2202.07123);
+PointMLP-CoC from "Image as Set of Points", ICLR 2023 (a single-centre context
+cluster before every residual MLP of the pre-extraction blocks).
+
+Each stage: FPS anchors (``pointcoc.ops.fps``) and their ``k`` nearest points
+(``pointcoc.ops.knn``); the grouped features, normalised around the anchor,
+go through a transfer MLP, (context cluster +) residual MLPs and a max over
+the ``k`` neighbours; then residual MLPs per anchor. A max over the anchors
+and an MLP classify. Upstream's ``Conv1d(kernel_size=1)`` layers are
+``nn.Linear`` here, on ``[..., C]`` features; the module names follow upstream
+so its checkpoints load after a shape conversion.
+
+The single-centre context cluster is the shared
+:class:`pointcoc.blocks.ContextCluster` with one centre and one region: the
+centre is the mean of the group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import global_max_pool
+
+from pointcoc.blocks import ContextCluster
+from pointcoc.models._points import FPS_STARTS, PointInput, prepare_points, sample_anchors
+from pointcoc.models.registry import register
+from pointcoc.ops import knn
+
+__all__ = ["PointMLP", "pointmlp", "pointmlp_elite", "pointmlp_coc", "ACTIVATIONS"]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "gelu": nn.GELU, "rrelu": nn.RReLU, "selu": nn.SELU, "silu": nn.SiLU,
+    "hardswish": nn.Hardswish, "leakyrelu": nn.LeakyReLU,
+}
+
+
+def _act(name: str) -> nn.Module:
+    if name.lower() not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name.lower()]()
+
+
+class BatchNormLast(nn.BatchNorm1d):
+    """``BatchNorm1d`` over the last dimension of ``[..., C]`` features."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.reshape(-1, x.shape[-1])).view(x.shape)
+
+
+class LinearBNAct(nn.Module):
+    """``Linear -> BatchNorm -> activation`` on ``[..., C]`` (upstream ``ConvBNReLU1D``)."""
+
+    def __init__(self, in_dim: int, out_dim: int, bias: bool, activation: str) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, out_dim, bias=bias), BatchNormLast(out_dim), _act(activation))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class ResidualMLP(nn.Module):
+    """``act(BN(Linear(act(BN(Linear(x))))) + x)`` on ``[..., C]`` (upstream ``ConvBNReLURes1D``, groups=1)."""
+
+    def __init__(self, dim: int, res_expansion: float, bias: bool, activation: str) -> None:
+        super().__init__()
+        hidden = int(dim * res_expansion)
+        self.net1 = nn.Sequential(nn.Linear(dim, hidden, bias=bias), BatchNormLast(hidden), _act(activation))
+        self.net2 = nn.Sequential(nn.Linear(hidden, dim, bias=bias), BatchNormLast(dim))
+        self.act = _act(activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.net2(self.net1(x)) + x)
+
+
+class LocalGrouper(nn.Module):
+    """Group ``k`` neighbours around FPS anchors and normalise them (PointMLP's geometric affine).
+
+    Args:
+        dim: feature channels ``d``.
+        k: neighbours per anchor.
+        reduction: each cloud keeps ``n // reduction`` anchors.
+        use_xyz: append neighbour coordinates to their features.
+        normalize: ``"anchor"`` (subtract the anchor's features), ``"center"`` (the group mean) or ``None``;
+            then divide by the cloud's standard deviation and apply a learnt affine.
+        fps_start: see :class:`PointMLP`.
+
+    Shapes:
+        ``pos [sum N, 3]``, ``x [sum N, d]``, ``batch [sum N]`` -> anchors ``pos' [sum S, 3]``,
+        ``batch' [sum S]`` and grouped features ``[sum S, k, 2d (+3)]``.
+    """
+
+    def __init__(self, dim: int, k: int, reduction: int, use_xyz: bool = False, normalize: str | None = "anchor",
+                 fps_start: str = "first") -> None:
+        super().__init__()
+        if normalize is not None and normalize.lower() not in ("anchor", "center"):
+            raise ValueError(f"`normalize` must be 'anchor', 'center' or None, got {normalize!r}")
+        self.k, self.reduction, self.use_xyz = k, reduction, use_xyz
+        self.normalize = normalize.lower() if normalize else None
+        self.fps_start = fps_start
+        if self.normalize:
+            channels = dim + (3 if use_xyz else 0)
+            self.affine_alpha = nn.Parameter(torch.ones(channels))
+            self.affine_beta = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, pos: Tensor, x: Tensor, batch: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        counts = torch.bincount(batch)
+        anchors = sample_anchors(pos, batch, torch.div(counts, self.reduction, rounding_mode="floor"),
+                                 self.fps_start, self.training)
+        new_pos, new_x, new_batch = pos[anchors], x[anchors], batch[anchors]
+        idx = knn(pos, new_pos, self.k, batch, new_batch)[1].view(-1, self.k)  # [sum S, k]
+        grouped = x[idx]
+        if self.use_xyz:
+            grouped = torch.cat([grouped, pos[idx].to(grouped.dtype)], dim=-1)
+        if self.normalize:
+            if self.normalize == "center":
+                mean = grouped.mean(dim=1, keepdim=True)
+            else:
+                anchor = torch.cat([new_x, new_pos.to(new_x.dtype)], -1) if self.use_xyz else new_x
+                mean = anchor.unsqueeze(1)
+            centred = grouped - mean
+            std = _cloud_std(centred, new_batch)  # [sum S, 1, 1]
+            grouped = self.affine_alpha * (centred / (std + 1e-5)) + self.affine_beta
+        new_feats = torch.cat([grouped, new_x.unsqueeze(1).expand(-1, self.k, -1)], dim=-1)
+        return new_pos, new_feats, new_batch
+
+
+def _cloud_std(values: Tensor, batch: Tensor) -> Tensor:
+    """Unbiased standard deviation of all of each cloud's entries of ``values [sum S, ...]``, per row ``[sum S, 1, 1]``."""
+    num = int(batch.max()) + 1
+    per_row = values.flatten(1)
+    count = torch.bincount(batch, minlength=num).to(values.dtype) * per_row.shape[1]
+    mean = values.new_zeros(num).index_add(0, batch, per_row.sum(1)) / count
+    sq = values.new_zeros(num).index_add(0, batch, (per_row - mean[batch, None]).pow(2).sum(1))
+    std = (sq / (count - 1)).sqrt()
+    return std[batch].view(-1, *([1] * (values.dim() - 1)))
+
+
+class PreExtraction(nn.Module):
+    """Transfer MLP, then ``blocks`` x ([context cluster +] residual MLP), then max over the neighbours.
+
+    Shapes: ``[sum S, k, d_in]`` -> ``[sum S, d_out]``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, blocks: int, res_expansion: float, bias: bool, activation: str,
+                 cluster: bool) -> None:
+        super().__init__()
+        self.transfer = LinearBNAct(in_dim, out_dim, bias, activation)
+        ops: list[nn.Module] = []
+        for _ in range(blocks):
+            if cluster:  # upstream: heads=1, head_dim=max(C // 4, 32), one centre (the group mean)
+                ops.append(ContextCluster(out_dim, out_dim, heads=1, head_dim=max(out_dim // 4, 32), centers=1,
+                                          regions=1))
+            ops.append(ResidualMLP(out_dim, res_expansion, bias, activation))
+        self.operation = nn.Sequential(*ops)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.transfer(x)
+        for op in self.operation:
+            x = x + op(x) if isinstance(op, ContextCluster) else op(x)
+        return x.amax(dim=1)
+
+
+class PosExtraction(nn.Module):
+    """``blocks`` residual MLPs on ``[sum S, d]`` anchor features."""
+
+    def __init__(self, dim: int, blocks: int, res_expansion: float, bias: bool, activation: str) -> None:
+        super().__init__()
+        self.operation = nn.Sequential(*(ResidualMLP(dim, res_expansion, bias, activation) for _ in range(blocks)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.operation(x)
+
+
+class PointMLP(nn.Module):
+    """PointMLP (``cluster=False``) and PointMLP-CoC (``cluster=True``).
+
+    Args:
+        num_classes: output classes (upstream ``class_num``).
+        in_channels: extra per-point features besides xyz (0 as upstream).
+        points: the cloud size upstream was designed for; anchors are taken relative to the
+            actual size (``n // reduction`` per stage), which equals upstream's count at this size.
+        embed_dim, res_expansion, activation, bias, use_xyz, normalize, dim_expansion, pre_blocks,
+            pos_blocks, k_neighbors, reducers: as upstream ``Model``.
+        cluster: add a single-centre context cluster before every pre-extraction residual MLP.
+        fps_start: ``"first"`` (each cloud's index 0, as upstream's CUDA op: the default, for parity),
+            ``"canonical"`` (the lexicographically smallest point: logits independent of the point order)
+            or ``"random"`` (a random start in training, ``"first"`` in eval).
+
+    Shapes:
+        dense ``pos [B, N, 3]`` or flat ``pos [sum N, 3]`` with ``batch [sum N]``; optional
+        ``x [..., in_channels]``; logits ``[B, num_classes]``. Upstream's ``[B, 3, N]`` input is
+        ``pos.transpose(1, 2)``.
+    """
+
+    def __init__(self, num_classes: int = 40, in_channels: int = 0, points: int = 1024, embed_dim: int = 64,
+                 res_expansion: float = 1.0, activation: str = "relu", bias: bool = False, use_xyz: bool = False,
+                 normalize: str | None = "anchor", dim_expansion: Sequence[int] = (2, 2, 2, 2),
+                 pre_blocks: Sequence[int] = (2, 2, 2, 2), pos_blocks: Sequence[int] = (2, 2, 2, 2),
+                 k_neighbors: Sequence[int] = (24, 24, 24, 24), reducers: Sequence[int] = (2, 2, 2, 2),
+                 cluster: bool = False, fps_start: str = "first") -> None:
+        super().__init__()
+        stage_args = [dim_expansion, pre_blocks, pos_blocks, k_neighbors, reducers]
+        if len({len(a) for a in stage_args}) != 1:
+            raise ValueError("dim_expansion, pre_blocks, pos_blocks, k_neighbors and reducers need one entry per "
+                             f"stage, got lengths {[len(a) for a in stage_args]}")
+        if fps_start not in FPS_STARTS:
+            raise ValueError(f"`fps_start` must be one of {FPS_STARTS}, got {fps_start!r}")
+        self.num_classes, self.in_channels, self.points = num_classes, in_channels, points
+        self.embedding = LinearBNAct(3 + in_channels, embed_dim, bias, activation)
+        self.local_grouper_list = nn.ModuleList()
+        self.pre_blocks_list = nn.ModuleList()
+        self.pos_blocks_list = nn.ModuleList()
+        last = embed_dim
+        for i, expansion in enumerate(dim_expansion):
+            out = last * expansion
+            self.local_grouper_list.append(LocalGrouper(last, k_neighbors[i], reducers[i], use_xyz, normalize,
+                                                        fps_start))
+            self.pre_blocks_list.append(PreExtraction(2 * last + (3 if use_xyz else 0), out, pre_blocks[i],
+                                                      res_expansion, bias, activation, cluster))
+            self.pos_blocks_list.append(PosExtraction(out, pos_blocks[i], res_expansion, bias, activation))
+            last = out
+        self.num_features = last
+        self.classifier = nn.Sequential(
+            nn.Linear(last, 512), nn.BatchNorm1d(512), _act(activation), nn.Dropout(0.5),
+            nn.Linear(512, 256), nn.BatchNorm1d(256), _act(activation), nn.Dropout(0.5),
+            nn.Linear(256, num_classes),
+        )
+
+    def min_points(self) -> int:
+        """The smallest cloud this model accepts (every stage needs >= 1 anchor and ``k`` points)."""
+        n = 1
+        while not self._fits(n):
+            n += 1
+        return n
+
+    def _fits(self, n: int) -> bool:
+        for grouper in self.local_grouper_list:
+            if n < grouper.k or n // grouper.reduction < 1:
+                return False
+            n //= grouper.reduction
+        return True
+
+    def forward_features(self, pos: Tensor, x: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
+        """Pooled features ``[B, num_features]``."""
+        pts: PointInput = prepare_points(pos, x, batch, self.in_channels, self.min_points())
+        h = self.embedding(pts.feats)
+        pos, batch = pts.pos, pts.batch
+        for grouper, pre, post in zip(self.local_grouper_list, self.pre_blocks_list, self.pos_blocks_list):
+            pos, grouped, batch = grouper(pos, h, batch)
+            h = post(pre(grouped))
+        return global_max_pool(h, batch, size=pts.num_clouds)
+
+    def forward_head(self, feats: Tensor, pre_logits: bool = False) -> Tensor:
+        return feats if pre_logits else self.classifier(feats)
+
+    def forward(self, pos: Tensor, x: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
+        return self.forward_head(self.forward_features(pos, x, batch))
+
+
+_POINTMLP = dict(embed_dim=64, res_expansion=1.0, dim_expansion=(2, 2, 2, 2), pre_blocks=(2, 2, 2, 2),
+                 pos_blocks=(2, 2, 2, 2), k_neighbors=(24, 24, 24, 24), reducers=(2, 2, 2, 2))
+
+
+@register("point")
+def pointmlp(**kwargs) -> PointMLP:
+    """PointMLP (upstream ``pointMLP``): 13.2M parameters with 40 classes."""
+    return PointMLP(**{**_POINTMLP, **kwargs})
+
+
+@register("point")
+def pointmlp_elite(**kwargs) -> PointMLP:
+    """PointMLP-elite (upstream ``pointMLPElite``): 0.72M parameters with 40 classes."""
+    cfg = dict(embed_dim=32, res_expansion=0.25, dim_expansion=(2, 2, 2, 1), pre_blocks=(1, 1, 2, 1),
+               pos_blocks=(1, 1, 2, 1), k_neighbors=(24, 24, 24, 24), reducers=(2, 2, 2, 2))
+    return PointMLP(**{**cfg, **kwargs})
+
+
+@register("point")
+def pointmlp_coc(**kwargs) -> PointMLP:
+    """PointMLP-CoC (upstream ``pointMLP_CoC``): 15.3M parameters with 15 classes (ScanObjectNN)."""
+    return PointMLP(**{**_POINTMLP, "cluster": True, **kwargs})
