@@ -26,8 +26,10 @@ from timm.layers import trunc_normal_
 from timm.models import build_model_with_cfg, register_model
 from timm.models._features import feature_take_indices
 from torch import Tensor, nn
+from torch_geometric.nn import global_mean_pool
 
 from pointcoc.blocks import ClusterBlock, PointReducer, SampleNorm, cluster_stage
+from pointcoc.models._common import check_stage_lengths
 from pointcoc.models.registry import register
 
 __all__ = ["CoC", "pixel_features", "image_to_points"]
@@ -114,10 +116,8 @@ class CoC(nn.Module):
                  drop_rate: float = 0.0, drop_path_rate: float = 0.0, layer_scale_init_value: float | None = 1e-5,
                  fork_feat: bool = False, denominator: str = "weights", global_pool: str = "avg") -> None:
         super().__init__()
-        per_stage = {"depths": depths, "dims": dims, "mlp_ratios": mlp_ratios, "heads": heads,
-                     "head_dims": head_dims, "centers": centers, "regions": regions}
-        if len({len(v) for v in per_stage.values()}) != 1:
-            raise ValueError(f"per-stage arguments differ in length: { {k: len(v) for k, v in per_stage.items()} }")
+        check_stage_lengths(depths=depths, dims=dims, mlp_ratios=mlp_ratios, heads=heads, head_dims=head_dims,
+                            centers=centers, regions=regions)
         if global_pool not in ("avg", ""):
             raise ValueError(f"`global_pool` must be 'avg' or '', got {global_pool!r}")
         self.num_classes = num_classes
@@ -295,9 +295,7 @@ class CoC(nn.Module):
             else:
                 h, pos, batch = module(h, pos, batch)
         h = self.norm(h, batch) if getattr(self.norm, "accepts_batch", False) else self.norm(h)
-        num = int(batch.max()) + 1
-        pooled = h.new_zeros(num, h.shape[-1]).index_add(0, batch, h)
-        pooled = pooled / torch.bincount(batch, minlength=num).to(h.dtype)[:, None]
+        pooled = global_mean_pool(h, batch)
         return pooled if pre_logits else self.head(pooled)
 
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import global_mean_pool
 
 from pointcoc.blocks import ClusterBlock, PointReducer, cluster_stage
-from pointcoc.models._points import prepare_points
+from pointcoc.models._common import check_stage_lengths, prepare_points
 from pointcoc.models.registry import register
 
 __all__ = ["PointCoC", "pointcoc_tiny", "pointcoc_small"]
@@ -51,10 +51,8 @@ class PointCoC(nn.Module):
                  centers: Sequence[int] = (4, 4, 4), regions: Sequence[int] = (16, 4, 1),
                  mlp_ratio: float = 2.0, drop_path_rate: float = 0.0) -> None:
         super().__init__()
-        per_stage = [dims, depths, reductions, neighbors, heads, head_dim, centers, regions]
-        if len({len(s) for s in per_stage}) != 1:
-            raise ValueError("dims, depths, reductions, neighbors, heads, head_dim, centers and regions must "
-                             f"have one entry per stage, got lengths {[len(s) for s in per_stage]}")
+        check_stage_lengths(dims=dims, depths=depths, reductions=reductions, neighbors=neighbors, heads=heads,
+                            head_dim=head_dim, centers=centers, regions=regions)
         self.num_classes, self.in_channels, self.pos_dim = num_classes, in_channels, pos_dim
         self.embed = nn.Sequential(nn.Linear(pos_dim + in_channels, embed_dim), nn.LayerNorm(embed_dim), nn.GELU())
         total = sum(depths)

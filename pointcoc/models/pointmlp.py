@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import global_max_pool
 
 from pointcoc.blocks import ContextCluster
-from pointcoc.models._points import FPS_STARTS, PointInput, prepare_points, sample_anchors
+from pointcoc.models._common import FPS_STARTS, PointInput, check_stage_lengths, prepare_points, sample_anchors
 from pointcoc.models.registry import register
 from pointcoc.ops import knn
 
@@ -204,10 +204,8 @@ class PointMLP(nn.Module):
                  k_neighbors: Sequence[int] = (24, 24, 24, 24), reducers: Sequence[int] = (2, 2, 2, 2),
                  cluster: bool = False, fps_start: str = "first") -> None:
         super().__init__()
-        stage_args = [dim_expansion, pre_blocks, pos_blocks, k_neighbors, reducers]
-        if len({len(a) for a in stage_args}) != 1:
-            raise ValueError("dim_expansion, pre_blocks, pos_blocks, k_neighbors and reducers need one entry per "
-                             f"stage, got lengths {[len(a) for a in stage_args]}")
+        check_stage_lengths(dim_expansion=dim_expansion, pre_blocks=pre_blocks, pos_blocks=pos_blocks,
+                            k_neighbors=k_neighbors, reducers=reducers)
         if fps_start not in FPS_STARTS:
             raise ValueError(f"`fps_start` must be one of {FPS_STARTS}, got {fps_start!r}")
         self.num_classes, self.in_channels, self.points = num_classes, in_channels, points

@@ -1,7 +1,8 @@
-"""Input handling shared by the point-cloud models: validation, dense -> flat, FPS start modes."""
+"""Shared model helpers: per-stage argument checks, point input handling, FPS start modes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -10,9 +11,17 @@ from torch import Tensor
 from pointcoc.ops import canonical_order, fps
 from pointcoc.ops._checks import check_batch, check_pos
 
-__all__ = ["PointInput", "prepare_points", "sample_anchors", "FPS_STARTS"]
+__all__ = ["PointInput", "prepare_points", "sample_anchors", "FPS_STARTS", "check_stage_lengths"]
 
 FPS_STARTS = ("first", "canonical", "random")
+
+
+def check_stage_lengths(**per_stage: Sequence[object]) -> int:
+    """Check that every per-stage argument has one entry per stage; return the number of stages."""
+    lengths = {name: len(values) for name, values in per_stage.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"per-stage arguments need one entry per stage, got lengths {lengths}")
+    return next(iter(lengths.values()))
 
 
 @dataclass
