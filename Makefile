@@ -40,8 +40,10 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# The main job: train a 3D context-cluster model on the built-in demo data (generated on first use).
+DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 demo: setup
-	$(PY) scripts/demo.py
+	$(PY) scripts/train_modelnet.py --dataset demo --model pointcoc_tiny --workers 2 --output-dir $(DEMO_DIR)
 
 print-torch-version:
 	@echo $(TORCH_VERSION)

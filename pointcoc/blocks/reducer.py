@@ -48,6 +48,9 @@ class PointReducer(nn.Module):
             or ``"offset"`` (lexicographic by offset, first coordinate first: the
             raster order of a convolution kernel when positions are ``(row, col)``).
         random_start: start FPS at a random point in training mode.
+        aggregation: ``"concat"`` (the neighbours side by side -> one linear layer: the grid
+            convolution's form) or ``"max"`` (one linear layer shared by the neighbours, then the
+            maximum over them: independent of the neighbour order, PointNet++'s form).
 
     Shapes:
         image map: ``x [B, H, W, C]`` -> ``[B, H', W', out_dim]``;
@@ -63,7 +66,7 @@ class PointReducer(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, kernel_size: int | tuple[int, int] | None = None,
                  stride: int | tuple[int, int] | None = None, padding: int | tuple[int, int] = 0,
                  num_neighbors: int | None = None, reduction: int | None = None, rel_pos_dim: int = 0,
-                 neighbor_order: str = "distance", random_start: bool = False) -> None:
+                 neighbor_order: str = "distance", random_start: bool = False, aggregation: str = "concat") -> None:
         super().__init__()
         self.kernel_size = pair(kernel_size, "kernel_size") if kernel_size is not None else None
         self.stride = pair(stride, "stride") if stride is not None else self.kernel_size
@@ -79,20 +82,28 @@ class PointReducer(nn.Module):
             raise ValueError(f"`reduction` and `num_neighbors` must be >= 1, got {reduction}, {self.num_neighbors}")
         if neighbor_order not in ("distance", "offset"):
             raise ValueError(f"`neighbor_order` must be 'distance' or 'offset', got {neighbor_order!r}")
+        if aggregation not in ("concat", "max"):
+            raise ValueError(f"`aggregation` must be 'concat' or 'max', got {aggregation!r}")
+        self.aggregation = aggregation
         self.reduction = reduction
         self.rel_pos_dim = rel_pos_dim
         self.neighbor_order = neighbor_order
         self.random_start = random_start
         self.in_dim, self.out_dim = in_dim, out_dim
-        self.proj = nn.Linear(self.num_neighbors * (in_dim + rel_pos_dim), out_dim)
+        width = in_dim + rel_pos_dim
+        self.proj = nn.Linear(width if aggregation == "max" else self.num_neighbors * width, out_dim)
 
     def extra_repr(self) -> str:
         return (f"{self.in_dim}, {self.out_dim}, k={self.num_neighbors}, reduction={self.reduction}, "
+                f"aggregation={self.aggregation!r}, "
                 f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"rel_pos_dim={self.rel_pos_dim}, neighbor_order={self.neighbor_order!r}")
 
     def conv_weight(self) -> Tensor:
         """The projection as a convolution kernel ``[out_dim, C, kh, kw]`` (grid fast path)."""
+        if self.aggregation != "concat":
+            raise ValueError("the grid fast path is the 'concat' aggregation; this reducer uses "
+                             f"{self.aggregation!r}: run it on points")
         if self.kernel_size is None or math.prod(self.kernel_size) != self.num_neighbors:
             raise ValueError(f"this PointReducer has no grid kernel (kernel_size={self.kernel_size}, "
                              f"k={self.num_neighbors}); build it with kernel_size to use image maps")
@@ -119,19 +130,26 @@ class PointReducer(nn.Module):
             return self._forward_flat(x, pos, batch)
         raise ValueError(f"x must be [B, H, W, C], [B, N, C] or [sum N, C], got {tuple(x.shape)}")
 
-    def _features(self, x: Tensor, pos: Tensor, anchor_pos: Tensor) -> Tensor:
-        """``x [B, N, C]``, ``pos [B, N, D]``, ``anchor_pos [B, S, D]`` -> ``[B, S, out_dim]``."""
+    def _aggregate(self, x: Tensor, pos: Tensor, idx: Tensor, anchor_pos: Tensor) -> Tensor:
+        """Neighbour features -> anchor features.
+
+        ``x [P, C]``, ``pos [P, D]`` (flat), ``idx [S, k]`` neighbours (nearest first),
+        ``anchor_pos [S, D]`` -> ``[S, out_dim]``.
+        """
+        rel = pos[idx] - anchor_pos.unsqueeze(1)  # [S, k, D]
+        if self.neighbor_order == "offset":
+            idx, rel = _order_by_offset(idx, rel)
+        feats = x[idx]  # [S, k, C]
+        if self.rel_pos_dim:
+            feats = torch.cat([feats, rel.to(feats.dtype)], dim=-1)
+        if self.aggregation == "max":
+            return self.proj(feats).amax(dim=1)
+        return self.proj(feats.flatten(1))
+
+    def _check_pos_dim(self, pos: Tensor) -> None:
         if self.rel_pos_dim and pos.shape[-1] != self.rel_pos_dim:
             raise ValueError(f"`pos` has {pos.shape[-1]} coordinates, this reducer expects rel_pos_dim="
                              f"{self.rel_pos_dim}")
-        idx = knn(pos, anchor_pos, self.num_neighbors)  # [B, S, k], nearest first
-        rel = gather(pos, idx) - anchor_pos.unsqueeze(2)  # [B, S, k, D]
-        if self.neighbor_order == "offset":
-            idx, rel = _order_by_offset(idx, rel)
-        feats = gather(x, idx)  # [B, S, k, C]
-        if self.rel_pos_dim:
-            feats = torch.cat([feats, rel.to(feats.dtype)], dim=-1)
-        return self.proj(feats.flatten(2))
 
     def _forward_dense(self, x: Tensor, pos: Tensor, anchor_pos: Tensor | None) -> tuple[Tensor, Tensor, None]:
         B, N, _ = x.shape
@@ -143,7 +161,12 @@ class PointReducer(nn.Module):
             anchor_pos = gather(pos, anchors)
         elif anchor_pos.dim() != 3 or anchor_pos.shape[0] != B or anchor_pos.shape[2] != pos.shape[2]:
             raise ValueError(f"`anchor_pos` must be [B, S, D] for pos {tuple(pos.shape)}, got {tuple(anchor_pos.shape)}")
-        return self._features(x, pos, anchor_pos), anchor_pos, None
+        self._check_pos_dim(pos)
+        S, k = anchor_pos.shape[1], self.num_neighbors
+        idx = knn(pos, anchor_pos, k) + (torch.arange(B, device=x.device) * N)[:, None, None]  # flat indices
+        out = self._aggregate(x.reshape(B * N, -1), pos.reshape(B * N, -1), idx.view(B * S, k),
+                              anchor_pos.reshape(B * S, -1))
+        return out.view(B, S, -1), anchor_pos, None
 
     def _forward_flat(self, x: Tensor, pos: Tensor, batch: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         if pos.dim() != 2 or pos.shape[0] != x.shape[0]:
@@ -160,15 +183,6 @@ class PointReducer(nn.Module):
         samples = torch.div(counts + self.reduction - 1, self.reduction, rounding_mode="floor")
         anchors = fps(pos, samples, batch, random_start=self.random_start and self.training)
         anchor_pos, anchor_batch = pos[anchors], batch[anchors]
-        if self.rel_pos_dim and pos.shape[-1] != self.rel_pos_dim:
-            raise ValueError(f"`pos` has {pos.shape[-1]} coordinates, this reducer expects rel_pos_dim="
-                             f"{self.rel_pos_dim}")
-        k = self.num_neighbors
-        idx = knn(pos, anchor_pos, k, batch, anchor_batch)[1].view(-1, k)  # [sum S, k]
-        rel = pos[idx] - anchor_pos.unsqueeze(1)
-        if self.neighbor_order == "offset":
-            idx, rel = _order_by_offset(idx, rel)
-        feats = x[idx]
-        if self.rel_pos_dim:
-            feats = torch.cat([feats, rel.to(feats.dtype)], dim=-1)
-        return self.proj(feats.flatten(1)), anchor_pos, anchor_batch
+        self._check_pos_dim(pos)
+        idx = knn(pos, anchor_pos, self.num_neighbors, batch, anchor_batch)[1].view(-1, self.num_neighbors)
+        return self._aggregate(x, pos, idx, anchor_pos), anchor_pos, anchor_batch

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import global_mean_pool
+from torch_geometric.nn import global_max_pool, global_mean_pool
 
 from pointcoc.blocks import ClusterBlock, PointReducer, cluster_stage
 from pointcoc.models._common import check_stage_lengths, prepare_points
 from pointcoc.models.registry import register
 
-__all__ = ["PointCoC", "pointcoc_tiny", "pointcoc_small"]
+__all__ = ["PointCoC", "pointcoc_nano", "pointcoc_tiny", "pointcoc_small"]
 
 
 class PointCoC(nn.Module):
@@ -38,6 +38,10 @@ class PointCoC(nn.Module):
         regions: FPS regions per cloud, per stage.
         mlp_ratio: MLP width of the blocks.
         drop_path_rate: stochastic depth, linearly increasing over blocks.
+        layer_scale_init_value: initial layer scale of the blocks (``None``: none).
+        pool: ``"mean"`` or ``"max"`` over each cloud's last-stage points.
+        aggregation: how the reducers combine neighbours (``"max"``: order-free; ``"concat"``: the
+            image models' form), see :class:`~pointcoc.blocks.PointReducer`.
 
     Shapes:
         dense: ``pos [B, N, D]`` (+ ``x [B, N, in_channels]``) -> logits ``[B, num_classes]``;
@@ -49,7 +53,9 @@ class PointCoC(nn.Module):
                  reductions: Sequence[int] = (4, 4, 4), neighbors: Sequence[int] = (16, 16, 16),
                  heads: Sequence[int] = (2, 4, 4), head_dim: Sequence[int] = (16, 16, 32),
                  centers: Sequence[int] = (4, 4, 4), regions: Sequence[int] = (16, 4, 1),
-                 mlp_ratio: float = 2.0, drop_path_rate: float = 0.0) -> None:
+                 mlp_ratio: float = 2.0, drop_path_rate: float = 0.0,
+                 layer_scale_init_value: float | None = 1e-5, pool: str = "max",
+                 aggregation: str = "max") -> None:
         super().__init__()
         check_stage_lengths(dims=dims, depths=depths, reductions=reductions, neighbors=neighbors, heads=heads,
                             head_dim=head_dim, centers=centers, regions=regions)
@@ -62,13 +68,17 @@ class PointCoC(nn.Module):
         prev, b = embed_dim, 0
         for i, dim in enumerate(dims):
             self.reducers.append(PointReducer(prev, dim, num_neighbors=neighbors[i], reduction=reductions[i],
-                                              rel_pos_dim=pos_dim))
+                                              rel_pos_dim=pos_dim, aggregation=aggregation))
             self.stages.append(nn.ModuleList(
                 ClusterBlock(dim, mlp_ratio=mlp_ratio, heads=heads[i], head_dim=head_dim[i], centers=centers[i],
-                             regions=regions[i], norm_layer=nn.LayerNorm, drop_path=rates[b + j])
+                             regions=regions[i], norm_layer=nn.LayerNorm, drop_path=rates[b + j],
+                             layer_scale_init_value=layer_scale_init_value)
                 for j in range(depths[i])))
             b += depths[i]
             prev = dim
+        if pool not in ("mean", "max"):
+            raise ValueError(f"`pool` must be 'mean' or 'max', got {pool!r}")
+        self.pool = pool
         self.norm = nn.LayerNorm(prev)
         self.head = nn.Linear(prev, num_classes)
         self.num_features = prev
@@ -99,7 +109,8 @@ class PointCoC(nn.Module):
         for reducer, stage in zip(self.reducers, self.stages):
             h, pos, batch = reducer(h, pos, batch)
             h = cluster_stage(stage, h, pos, batch)
-        return global_mean_pool(self.norm(h), batch, size=pts.num_clouds)
+        pool = global_max_pool if self.pool == "max" else global_mean_pool
+        return pool(self.norm(h), batch, size=pts.num_clouds)
 
     def forward_head(self, feats: Tensor, pre_logits: bool = False) -> Tensor:
         """Logits ``[B, num_classes]`` from pooled features ``[B, num_features]``."""
@@ -107,6 +118,14 @@ class PointCoC(nn.Module):
 
     def forward(self, pos: Tensor, x: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
         return self.forward_head(self.forward_features(pos, x, batch))
+
+
+@register("point")
+def pointcoc_nano(**kwargs) -> PointCoC:
+    """3D Context Cluster, nano: two small stages; for quick runs (the demo, tests) on a CPU."""
+    cfg = dict(embed_dim=16, dims=(32, 64), depths=(1, 1), reductions=(4, 4), neighbors=(8, 8), heads=(2, 2),
+               head_dim=(8, 16), centers=(4, 2), regions=(4, 1), mlp_ratio=2.0)
+    return PointCoC(**{**cfg, **kwargs})
 
 
 @register("point")

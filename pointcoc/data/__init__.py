@@ -1,0 +1,29 @@
+"""Datasets and point transforms. Data code knows nothing about models.
+
+Readers (each validates its data and raises a ``ValueError`` naming the file and the problem):
+
+* :func:`modelnet40` - the PointNet HDF5 release ``modelnet40_ply_hdf5_2048`` or any dataset
+  in that layout (classes from ``shape_names.txt``);
+* :func:`scanobjectnn` - ScanObjectNN ``h5_files`` (PB_T50_RS, OBJ_BG, OBJ_ONLY);
+* :func:`image_folder` - ImageNet-style ``<root>/<split>/<class>/<image>`` folders;
+* :func:`ensure_demo_data` - generates the built-in demo data (points in the ModelNet40
+  layout, images in the ImageNet layout) on first use.
+
+Point transforms (``points [N, C] -> points``, torch RNG only) live in
+:mod:`pointcoc.data.transforms`; ``data/README.md`` documents the layouts and sources.
+"""
+
+from pointcoc.data.demo import DEMO_IMAGE_CLASSES, DEMO_SHAPES, DemoConfig, ensure_demo_data, make_demo_clouds
+from pointcoc.data.h5 import (SCANOBJECTNN_CLASSES, DatasetNotFoundError, PointCloudH5, load_time_benchmark,
+                              modelnet40, scanobjectnn)
+from pointcoc.data.images import ImageFolderDataset, image_folder
+from pointcoc.data.transforms import (Compose, Jitter, NormalizeUnitSphere, RandomDropout, Resample, RotateAxis,
+                                      ScaleTranslate, Shuffle, default_train_transform, vote_scales)
+
+__all__ = [
+    "PointCloudH5", "modelnet40", "scanobjectnn", "image_folder", "ImageFolderDataset", "ensure_demo_data",
+    "DemoConfig", "make_demo_clouds", "DatasetNotFoundError", "load_time_benchmark", "SCANOBJECTNN_CLASSES",
+    "DEMO_SHAPES", "DEMO_IMAGE_CLASSES",
+    "Compose", "ScaleTranslate", "Jitter", "RotateAxis", "RandomDropout", "Shuffle", "NormalizeUnitSphere",
+    "Resample", "default_train_transform", "vote_scales",
+]

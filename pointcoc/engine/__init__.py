@@ -1,0 +1,13 @@
+"""Training and evaluation engine shared by ``scripts/train_modelnet.py``, ``scripts/train_imagenet.py``
+and ``scripts/validate.py``.
+
+It sits above :mod:`pointcoc.models` and :mod:`pointcoc.data` and imports both.
+"""
+
+from pointcoc.engine.checkpoint import load_safe, save_atomic
+from pointcoc.engine.losses import smooth_cross_entropy
+from pointcoc.engine.metrics import ClassificationMeter
+from pointcoc.engine.trainer import DataBundle, Task, evaluate, fit
+
+__all__ = ["fit", "evaluate", "Task", "DataBundle", "ClassificationMeter", "smooth_cross_entropy", "save_atomic",
+           "load_safe"]

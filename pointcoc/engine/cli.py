@@ -1,0 +1,50 @@
+"""The command-line wrapper of the training scripts: config, logging, clean errors (exit code 2)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pointcoc.engine.config import parse_config
+from pointcoc.engine.trainer import Task, fit
+
+__all__ = ["run", "setup_logging", "add_common_args"]
+
+log = logging.getLogger("pointcoc.train")
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """Options every training script shares (seed, workers, output, resume, device, AMP, ...)."""
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--output-dir", default="runs/train")
+    p.add_argument("--resume", nargs="?", const="auto", help="continue the run in --output-dir (or from a file)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--amp", choices=["none", "fp16", "bf16"], default="none", help="mixed precision")
+    p.add_argument("--clip-grad", type=float, help="clip the gradient norm to this value")
+    p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
+    p.add_argument("--stop-after-epoch", type=int, help="end this process after that epoch (resume later)")
+
+
+def setup_logging() -> None:
+    """INFO on rank 0, warnings only on the other ranks."""
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+
+
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+        resolve: Callable[[dict[str, Any]], dict[str, Any]], make_task: Callable[[dict[str, Any]], Task]
+        ) -> dict[str, Any]:
+    """Parse, resolve and train; a configuration error prints one line and exits with code 2."""
+    cfg = resolve(parse_config(parser, argv))
+    setup_logging()
+    try:
+        return fit(cfg, make_task(cfg))
+    except ValueError as err:
+        log.error("error: %s", err, exc_info=log.isEnabledFor(logging.DEBUG) and bool(os.environ.get("POINTCOC_DEBUG")))
+        sys.exit(2)

@@ -1,0 +1,343 @@
+"""The training loop shared by the image and point scripts.
+
+A :class:`Task` says what differs (data, loss, optimiser, schedule, metric);
+:func:`fit` does the rest: seeding, DistributedDataParallel under torchrun,
+AMP, gradient clipping, EMA, an atomic checkpoint every epoch with exact
+resume, best checkpoint, progress bars, CSV/TensorBoard logs, curves and a
+summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from timm.scheduler import CosineLRScheduler
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from pointcoc.engine.checkpoint import load_safe, rng_state, save_atomic, set_rng_state
+from pointcoc.engine.config import save_config
+from pointcoc.engine.distributed import DistInfo, cleanup_distributed, init_distributed
+from pointcoc.engine.logger import RunLogger
+from pointcoc.engine.metrics import ClassificationMeter
+
+__all__ = ["Task", "DataBundle", "fit", "evaluate", "ShardSampler", "RUN_FILES", "autocast_context"]
+
+log = logging.getLogger("pointcoc.train")
+
+RUN_FILES = ("last.pt", "best.pt", "config.yaml", "metrics.csv", "summary.json")
+
+
+@dataclass
+class DataBundle:
+    """The datasets of a run and what the model needs to know about them."""
+
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    class_names: list[str]
+
+
+class Task(ABC):
+    """The parts of training that differ between images and point clouds."""
+
+    #: the validation metric that selects ``best.pt`` (higher is better)
+    best_key: str = "oa"
+    #: extra top-k accuracies to report
+    topk: tuple[int, ...] = (1,)
+
+    @abstractmethod
+    def build_data(self, cfg: dict[str, Any], dist: DistInfo) -> DataBundle: ...
+
+    @abstractmethod
+    def build_model(self, cfg: dict[str, Any], data: DataBundle) -> nn.Module: ...
+
+    @abstractmethod
+    def build_optimizer(self, cfg: dict[str, Any], model: nn.Module, dist: DistInfo) -> torch.optim.Optimizer: ...
+
+    def build_scheduler(self, cfg: dict[str, Any], optimizer: torch.optim.Optimizer) -> Any:
+        """timm's per-epoch cosine schedule to ``min_lr`` after ``warmup_epochs`` of linear warm-up from
+        ``warmup_lr`` (without warm-up it is ``torch.optim.lr_scheduler.CosineAnnealingLR``)."""
+        return CosineLRScheduler(optimizer, t_initial=cfg["epochs"], lr_min=cfg["min_lr"],
+                                 warmup_t=cfg.get("warmup_epochs") or 0, warmup_lr_init=cfg.get("warmup_lr") or 0.0)
+
+    def step_scheduler(self, scheduler: Any, epoch: int) -> None:
+        """Advance the schedule after ``epoch`` (0-based) ends."""
+        scheduler.step(epoch + 1)
+
+    @abstractmethod
+    def train_loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """``(loss, logits [B, C], hard targets [B])`` of one training batch."""
+
+    @abstractmethod
+    def eval_logits(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[Tensor, Tensor]:
+        """``(logits [B, C], targets [B])`` of one evaluation batch."""
+
+    def eval_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(logits.float(), target)
+
+    def collate(self) -> Any:
+        return None
+
+    def summary(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """Final and best metrics from the per-epoch rows."""
+        best = max(history, key=lambda r: r[f"val_{self.best_key}"])
+        return {f"best_{self.best_key}": best[f"val_{self.best_key}"], "best_epoch": best["epoch"],
+                f"final_{self.best_key}": history[-1][f"val_{self.best_key}"]}
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world, ...``: every sample evaluated exactly once over all ranks (no padding)."""
+
+    def __init__(self, length: int, rank: int, world_size: int) -> None:
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Seed every RNG from (seed, epoch, rank): an epoch replays identically after a resume."""
+    s = (seed * 1_000_003 + epoch * 1_009 + rank) % 2**31
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+
+
+def _loader(ds: Dataset, cfg: dict[str, Any], dist: DistInfo, epoch: int, train: bool, collate: Any) -> DataLoader:
+    gen = torch.Generator().manual_seed((cfg["seed"] * 7919 + epoch * 104_729 + dist.rank) % 2**31)
+    if train:
+        sampler: Sampler[int] = (DistributedSampler(ds, dist.world_size, dist.rank, shuffle=True, seed=cfg["seed"],
+                                                    drop_last=True) if dist.distributed else
+                                 torch.utils.data.RandomSampler(ds, generator=gen))
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
+        batch_size = cfg["batch_size"]
+    else:
+        sampler = ShardSampler(len(ds), dist.rank, dist.world_size)
+        batch_size = cfg.get("eval_batch_size") or cfg["batch_size"]
+    return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=cfg["workers"], drop_last=train,
+                      generator=gen, worker_init_fn=_seed_worker, pin_memory=dist.device.type == "cuda",
+                      persistent_workers=False, collate_fn=collate)
+
+
+def autocast_context(amp: str, device: torch.device) -> Any:
+    """``torch.autocast`` for ``amp`` in {"none", "fp16", "bf16"} on ``device``."""
+    if amp == "none":
+        return nullcontext()
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[amp]
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _progress(iterable: Any, desc: str, dist: DistInfo, total: int) -> Any:
+    enabled = dist.is_main and sys.stderr.isatty()
+    return tqdm(iterable, desc=desc, total=total, disable=not enabled, dynamic_ncols=True, leave=False)
+
+
+def train_one_epoch(task: Task, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler | None, ema: Any, cfg: dict[str, Any], dist: DistInfo,
+                    num_classes: int, epoch: int) -> dict[str, float]:
+    model.train()
+    meter = ClassificationMeter(num_classes)
+    seen, start = 0, time.perf_counter()
+    bar = _progress(loader, f"train {epoch + 1}/{cfg['epochs']}", dist, len(loader))
+    for batch in bar:
+        with autocast_context(cfg["amp"], dist.device):
+            loss, logits, target = task.train_loss(model, batch, dist.device)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at epoch {epoch + 1}; lower --lr or use "
+                                     "--clip-grad")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if cfg.get("clip_grad"):
+            nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad"])
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if ema is not None:
+            ema.update(_unwrap(model))
+        meter.update(logits, target, loss.item())
+        seen += target.numel()
+        rate = seen * dist.world_size / max(time.perf_counter() - start, 1e-9)
+        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{meter.compute()['oa']:.1f}", samples_s=f"{rate:.1f}")
+    stats = meter.reduce().compute()
+    elapsed = time.perf_counter() - start
+    return {"train_loss": stats["loss"], "train_acc": stats["oa"], "train_samples_s": meter.count / elapsed,
+            "train_time": elapsed}
+
+
+@torch.no_grad()
+def evaluate(task: Task, model: nn.Module, loader: DataLoader, dist: DistInfo, num_classes: int,
+             amp: str = "none") -> dict[str, Any]:
+    """Metrics of ``model`` over ``loader`` (summed over ranks): ``oa``, ``macc``, ``per_class``, ``top{k}``, ``loss``."""
+    model.eval()
+    meter = ClassificationMeter(num_classes, task.topk)
+    for batch in _progress(loader, "eval", dist, len(loader)):
+        with autocast_context(amp, dist.device):
+            logits, target = task.eval_logits(model, batch, dist.device)
+        meter.update(logits, target, task.eval_loss(logits, target).item())
+    return meter.reduce().compute()
+
+
+def _check_output_dir(out: Path, resume: str | None) -> Path | None:
+    """The checkpoint to resume from, or None; refuses to overwrite another run."""
+    if resume:
+        path = out / "last.pt" if resume == "auto" else Path(resume)
+        if not path.is_file():
+            raise ValueError(f"--resume: no checkpoint at {path}; nothing to resume")
+        return path
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if existing:
+        raise ValueError(f"--output-dir {out} holds another run ({', '.join(existing)}); pass --resume to continue "
+                         "it or choose another --output-dir (nothing was overwritten)")
+    return None
+
+
+def fit(cfg: dict[str, Any], task: Task) -> dict[str, Any]:
+    """Train and evaluate as ``cfg`` says; returns the summary (also written to ``summary.json``).
+
+    Raises:
+        ValueError: bad configuration (unknown model, missing data, batch larger than the
+            dataset, an output directory holding another run, ...). Nothing is overwritten.
+    """
+    wall = time.perf_counter()
+    dist = init_distributed(cfg["device"])
+    try:
+        return _fit(cfg, task, dist, wall)
+    finally:
+        cleanup_distributed()
+
+
+def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[str, Any]:
+    out = Path(cfg["output_dir"])
+    resume = _check_output_dir(out, cfg.get("resume"))
+    if cfg["amp"] != "none" and dist.device.type == "cpu" and cfg["amp"] == "fp16":
+        raise ValueError("--amp fp16 needs CUDA; on CPU use --amp bf16 (slow without native bf16) or none")
+    seed_epoch(cfg["seed"], 0, dist.rank)
+    data = task.build_data(cfg, dist)
+    per_rank = len(data.train) // dist.world_size
+    if per_rank < cfg["batch_size"]:
+        raise ValueError(f"--batch-size {cfg['batch_size']} is larger than the {per_rank} training samples per "
+                         f"process ({len(data.train)} in all); batches are dropped when incomplete, so no step "
+                         "would run: lower --batch-size")
+    model = task.build_model(cfg, data).to(dist.device)
+    optimizer = task.build_optimizer(cfg, model, dist)
+    scheduler = task.build_scheduler(cfg, optimizer)
+    scaler = torch.amp.GradScaler("cuda") if cfg["amp"] == "fp16" else None
+    ema = None
+    if cfg.get("model_ema"):
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=cfg["model_ema_decay"])
+    start_epoch, best, elapsed_before = 0, -math.inf, 0.0
+    if resume is not None:
+        ckpt = load_safe(resume)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None and ckpt.get("ema"):
+            ema.load_state_dict(ckpt["ema"])
+        start_epoch, best = ckpt["epoch"] + 1, ckpt["best_metric"]
+        elapsed_before = ckpt.get("elapsed", 0.0)
+        set_rng_state(ckpt["rng"])
+        if dist.is_main:
+            log.info("resumed from %s at epoch %d (best %s %.3f)", resume, start_epoch, task.best_key, best)
+    net: nn.Module = model
+    if dist.distributed:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda"
+                                                  else None)
+    logger = None
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        logger = RunLogger(out, start_epoch, tensorboard=cfg.get("tensorboard", True))
+        log.info("%s: %s parameters, %d training / %d validation samples, %d classes, %d process(es) on %s",
+                 cfg["model"], f"{sum(p.numel() for p in model.parameters()):,}", len(data.train), len(data.val),
+                 data.num_classes, dist.world_size, dist.device)
+    stop_after = cfg.get("stop_after_epoch")
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg["epochs"]):
+        seed_epoch(cfg["seed"], epoch, dist.rank)
+        lr = optimizer.param_groups[0]["lr"]
+        train_stats = train_one_epoch(task, net, _loader(data.train, cfg, dist, epoch, True, task.collate()),
+                                      optimizer, scaler, ema, cfg, dist, data.num_classes, epoch)
+        task.step_scheduler(scheduler, epoch)
+        val_loader = _loader(data.val, cfg, dist, epoch, False, task.collate())
+        val = evaluate(task, model, val_loader, dist, data.num_classes, cfg["amp"])
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train_stats, "val_loss": val["loss"],
+                               **{f"val_{k}": v for k, v in val.items() if k not in ("loss", "per_class")}}
+        if ema is not None:
+            ema_val = evaluate(task, ema.module, val_loader, dist, data.num_classes, cfg["amp"])
+            row.update({f"ema_{k}": v for k, v in ema_val.items() if k not in ("loss", "per_class")})
+        metric = row[f"val_{task.best_key}"]
+        is_best = metric > best
+        best = max(best, metric)
+        if dist.is_main:
+            assert logger is not None
+            logger.log_epoch(row)
+            ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
+                    "ema": ema.state_dict() if ema is not None else None, "epoch": epoch, "best_metric": best,
+                    "rng": rng_state(), "config": cfg, "class_names": data.class_names,
+                    "per_class": val["per_class"], "elapsed": elapsed_before + time.perf_counter() - wall}
+            save_atomic(ckpt, out / "last.pt")
+            if is_best:
+                save_atomic(ckpt, out / "best.pt")
+            log.info("epoch %d/%d  lr %.3g  train loss %.4f acc %.2f  val %s %.2f (best %.2f)  %.1f samples/s",
+                     epoch + 1, cfg["epochs"], lr, row["train_loss"], row["train_acc"], task.best_key, metric, best,
+                     row["train_samples_s"])
+        if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < cfg["epochs"]:
+            if dist.is_main:
+                log.info("stopping after epoch %d as asked (--stop-after-epoch); continue with --resume", epoch + 1)
+            return {"stopped_after_epoch": epoch + 1}
+    summary: dict[str, Any] = {}
+    if dist.is_main:
+        assert logger is not None
+        history = logger.rows
+        summary = task.summary(history) if history else {}
+        summary.update(task.final_extras(cfg, model, data, dist) if hasattr(task, "final_extras") else {})
+        summary["wall_time_s"] = elapsed_before + time.perf_counter() - wall
+        summary["epochs"] = cfg["epochs"]
+        logger.write_summary(summary)
+        if history:
+            logger.plot()
+        logger.close()
+        log.info("summary: %s", {k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()})
+    elif hasattr(task, "final_extras"):
+        task.final_extras(cfg, model, data, dist)  # collective evaluation: every rank takes part
+    return summary

@@ -1,0 +1,101 @@
+"""Evaluate a checkpoint (pointcoc's or upstream's) on a dataset split, images or points."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pointcoc import data as pdata
+from pointcoc.engine.cli import setup_logging
+from pointcoc.engine.distributed import cleanup_distributed, init_distributed
+from pointcoc.engine.images import ImageTask, image_transforms
+from pointcoc.engine.points import DEFAULT_ROOTS, PointTask, VotingTask
+from pointcoc.engine.trainer import _loader, evaluate
+from pointcoc.models import create_model, list_models, load_checkpoint, model_kind
+
+__all__ = ["build_parser", "main", "validate"]
+
+log = logging.getLogger("pointcoc.validate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Evaluate a checkpoint on a dataset split (OA/mAcc or top-1/top-5).",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, choices=list_models())
+    p.add_argument("--checkpoint", help="pointcoc (last.pt/best.pt) or upstream checkpoint; none: random weights")
+    p.add_argument("--dataset", choices=["modelnet40", "scanobjectnn", "demo", "images"], required=True,
+                   help="'images' is an ImageNet-style folder (--data-dir, or 'demo')")
+    p.add_argument("--data-dir")
+    p.add_argument("--split", default=None, help="test (points) / val (images) by default")
+    p.add_argument("--variant", choices=["pb_t50_rs", "obj_bg", "obj_only"], default="pb_t50_rs")
+    p.add_argument("--num-points", type=int, default=1024)
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--vote", type=int, default=0, help="points: N-vote scale augmentation")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--output", help="also write the metrics to this JSON file")
+    return p
+
+
+def validate(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Metrics of ``cfg["model"]`` with ``cfg["checkpoint"]`` on the chosen split."""
+    dist = init_distributed(cfg["device"])
+    try:
+        kind = model_kind(cfg["model"])
+        if (kind == "image") != (cfg["dataset"] == "images"):
+            raise ValueError(f"model {cfg['model']} is an {kind} model; it cannot run on --dataset {cfg['dataset']}")
+        cfg = {**cfg, "seed": 0, "eval_batch_size": cfg["batch_size"]}
+        if kind == "point":
+            split = cfg["split"] or "test"
+            root = cfg["data_dir"] or DEFAULT_ROOTS[cfg["dataset"]]
+            if cfg["dataset"] == "scanobjectnn":
+                ds = pdata.scanobjectnn(root, split, cfg["variant"], cfg["num_points"], None)
+            else:
+                if cfg["dataset"] == "demo":
+                    root = pdata.ensure_demo_data(root) / "points"
+                ds = pdata.modelnet40(root, split, cfg["num_points"], None)
+            task: Any = PointTask(0.0)
+            if cfg["vote"]:
+                task = VotingTask(task, cfg["vote"])
+        else:
+            split = cfg["split"] or "val"
+            root = cfg["data_dir"]
+            if root is None or root == "demo":
+                root = str(pdata.ensure_demo_data("data/demo") / "images")
+            probe = create_model(cfg["model"], num_classes=1)
+            ds = pdata.image_folder(root, split, image_transforms(cfg | {"aa": "", "color_jitter": 0.0,
+                                                                         "reprob": 0.0}, probe)[1])
+            task = ImageTask(cfg)
+        model = create_model(cfg["model"], num_classes=len(ds.classes))
+        if cfg["checkpoint"]:
+            load_checkpoint(model, cfg["checkpoint"])
+        model.to(dist.device)
+        loader = _loader(ds, cfg, dist, 0, False, None)
+        metrics = evaluate(task, model, loader, dist, len(ds.classes))
+        metrics.update(model=cfg["model"], checkpoint=cfg["checkpoint"], split=split, samples=len(ds),
+                       classes=list(ds.classes))
+        return metrics
+    finally:
+        cleanup_distributed()
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    cfg = vars(build_parser().parse_args(argv))
+    setup_logging()
+    try:
+        metrics = validate(cfg)
+    except ValueError as err:
+        log.error("error: %s", err)
+        sys.exit(2)
+    keys = [k for k in ("oa", "macc", "top1", "top5", "loss") if k in metrics]
+    log.info("%s on %s (%d samples): %s", cfg["model"], metrics["split"], metrics["samples"],
+             ", ".join(f"{k} {metrics[k]:.2f}" for k in keys))
+    if cfg["output"]:
+        Path(cfg["output"]).write_text(json.dumps(metrics, indent=2))
+    return metrics

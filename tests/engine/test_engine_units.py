@@ -1,0 +1,107 @@
+"""Engine pieces: metrics, PointMLP's smoothed loss, atomic checkpoints, safe loading, RNG state, config files."""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pointcoc.engine.checkpoint import load_safe, rng_state, save_atomic, set_rng_state
+from pointcoc.engine.config import parse_config
+from pointcoc.engine.losses import smooth_cross_entropy
+from pointcoc.engine.metrics import ClassificationMeter
+
+
+def test_meter_oa_macc_per_class_topk() -> None:
+    meter = ClassificationMeter(3, topk=(1, 2))
+    logits = torch.tensor([[3.0, 2, 1], [3, 2, 1], [1, 3, 2], [1, 2, 3], [2, 3, 1], [1, 2, 3]])
+    target = torch.tensor([0, 1, 1, 2, 0, 0])  # predictions 0, 0, 1, 2, 1, 2
+    meter.update(logits[:3], target[:3], loss=1.0)
+    meter.update(logits[3:], target[3:], loss=2.0)
+    m = meter.reduce().compute()
+    assert m["oa"] == pytest.approx(100 * 3 / 6)
+    assert m["per_class"] == pytest.approx([100 / 3, 50.0, 100.0])
+    assert m["macc"] == pytest.approx((100 / 3 + 50 + 100) / 3)
+    # top-2: sample 1 (label 1: second best) and 4 (label 0: second best) also hit; sample 5 (label 0) misses
+    assert m["top2"] == pytest.approx(100 * 5 / 6)
+    assert m["loss"] == pytest.approx(1.5)
+
+
+def test_meter_ignores_absent_classes_in_macc() -> None:
+    meter = ClassificationMeter(4)
+    meter.update(torch.eye(4)[[0, 1]], torch.tensor([0, 1]))
+    m = meter.compute()
+    assert m["macc"] == 100.0 and np.isnan(m["per_class"][3])
+
+
+def test_pointmlp_label_smoothing() -> None:
+    logits, target = torch.randn(5, 4), torch.tensor([0, 3, 2, 1, 1])
+    soft = torch.full((5, 4), 0.2 / 3).scatter(1, target[:, None], 0.8)
+    ref = -(soft * F.log_softmax(logits, 1)).sum(1).mean()
+    torch.testing.assert_close(smooth_cross_entropy(logits, target, 0.2), ref)
+    torch.testing.assert_close(smooth_cross_entropy(logits, target, 0.0), F.cross_entropy(logits, target))
+    # not PyTorch's form, which gives the gold class 1 - eps + eps / C
+    assert not torch.allclose(smooth_cross_entropy(logits, target, 0.2),
+                              F.cross_entropy(logits, target, label_smoothing=0.2))
+
+
+def test_save_atomic_keeps_the_old_file_on_a_crash(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "last.pt"
+    save_atomic({"epoch": 1}, path)
+
+    def broken_save(obj, fh):
+        fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_atomic({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_safe(path) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"], "a temporary file was left behind"
+
+
+class _Code:
+    def __reduce__(self):
+        return (eval, ("1 + 1",))
+
+
+def test_load_safe_refuses_pickled_code(tmp_path) -> None:
+    torch.save({"model": _Code()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="cannot be loaded safely"):
+        load_safe(tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_safe(tmp_path / "missing.pt")
+
+
+def test_rng_state_round_trip_through_a_checkpoint(tmp_path) -> None:
+    torch.manual_seed(1)
+    np.random.seed(2)
+    random.seed(3)
+    save_atomic({"rng": rng_state()}, tmp_path / "c.pt")
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(9)
+    np.random.seed(9)
+    random.seed(9)
+    set_rng_state(load_safe(tmp_path / "c.pt")["rng"])
+    torch.testing.assert_close(torch.rand(3), expected[0])
+    np.testing.assert_array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
+
+
+def test_config_file_and_command_line(tmp_path) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--epochs", type=int, default=300)
+    (tmp_path / "run.yaml").write_text("lr: 0.5\nepochs: 10\n")
+    cfg = parse_config(parser, ["--config", str(tmp_path / "run.yaml"), "--epochs", "3"])
+    assert cfg["lr"] == 0.5 and cfg["epochs"] == 3
+    (tmp_path / "bad.yaml").write_text("learning_rate: 1\n")
+    with pytest.raises(SystemExit) as exc:
+        parse_config(parser, ["--config", str(tmp_path / "bad.yaml")])
+    assert exc.value.code == 2
