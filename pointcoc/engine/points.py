@@ -38,7 +38,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "scanobjectnn": dict(epochs=200, batch_size=32, opt="sgd", lr=0.01, min_lr=1e-4, weight_decay=1e-4,
                          warmup_epochs=0, num_points=1024),
     # the built-in synthetic set: a short AdamW schedule for `make demo` (CoC blocks train best with AdamW)
-    "demo": dict(epochs=12, batch_size=32, opt="adamw", lr=2e-3, min_lr=1e-5, weight_decay=0.05, warmup_epochs=1,
+    "demo": dict(epochs=12, batch_size=32, opt="adamw", lr=2e-3, min_lr=1e-5, weight_decay=0.05, warmup_epochs=0,
                  num_points=512),
 }
 DEFAULT_ROOTS = {"modelnet40": "data/modelnet40_ply_hdf5_2048", "scanobjectnn": "data/h5_files",
