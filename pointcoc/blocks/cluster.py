@@ -22,6 +22,8 @@ reference code.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -32,7 +34,8 @@ from torch import Tensor, nn
 from pointcoc.ops import canonical_order, fps, fps_padded, knn, knn_padded
 from pointcoc.ops._checks import check_batch, check_pos
 
-__all__ = ["cluster_mix", "grid_proposal", "PointPartition", "point_partition", "ContextCluster", "pair"]
+__all__ = ["cluster_mix", "grid_proposal", "PointPartition", "point_partition", "ContextCluster", "pair",
+           "ClusterAssignment", "record_assignments"]
 
 
 def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
@@ -112,6 +115,51 @@ def grid_proposal(h: int, w: int, rows: int, cols: int, dtype: torch.dtype = tor
     """
     mat = torch.kron(_pool_matrix_1d(h, rows), _pool_matrix_1d(w, cols))
     return mat.to(dtype=dtype, device=device)
+
+
+@dataclass
+class ClusterAssignment:
+    """Which cluster every point joined in one forward pass of a :class:`ContextCluster`.
+
+    Cluster ids are ``region * M + centre`` with ``M`` centres per region; on a grid the
+    regions are numbered row by row and so are the centres (``i * cols + j`` for the
+    ``(i, j)`` adaptive-pooling bin, as upstream).
+
+    Attributes:
+        clusters: image map ``[B, heads, H, W]``; dense points ``[B, N, heads]``; flat points
+            ``[sum N, heads]`` (input order).
+        num_clusters: ``R * M``, clusters per image / cloud.
+        num_centers: ``M``, centres per region.
+        pos: point sets only, the positions of the points (``[sum N, D]`` or ``[B, N, D]``) when
+            the mixer was given them.
+        batch: flat point sets only, the cloud id of every point ``[sum N]``.
+    """
+
+    clusters: Tensor
+    num_clusters: int
+    num_centers: int
+    pos: Tensor | None = None
+    batch: Tensor | None = None
+
+
+@contextmanager
+def record_assignments(model: nn.Module) -> Iterator[list[tuple[str, ClusterAssignment]]]:
+    """Collect the cluster assignments of every :class:`ContextCluster` in ``model`` during the block.
+
+    Example:
+        >>> with record_assignments(model) as records:
+        ...     model(images)
+        >>> name, assignment = records[0]        # forward order: (module name, ClusterAssignment)
+    """
+    records: list[tuple[str, ClusterAssignment]] = []
+    mixers = [(name, m) for name, m in model.named_modules() if isinstance(m, ContextCluster)]
+    for name, mixer in mixers:
+        mixer._recorder = lambda a, name=name: records.append((name, a))
+    try:
+        yield records
+    finally:
+        for _, mixer in mixers:
+            mixer._recorder = None
 
 
 @dataclass
@@ -267,6 +315,7 @@ class ContextCluster(nn.Module):
         self.proj = nn.Linear(inner, out_dim)
         self.sim_alpha = nn.Parameter(torch.ones(1))
         self.sim_beta = nn.Parameter(torch.zeros(1))
+        self._recorder: Callable[[ClusterAssignment], None] | None = None  # set by record_assignments
 
     @property
     def num_centers(self) -> int:
@@ -332,8 +381,14 @@ class ContextCluster(nn.Module):
 
         feat, value = to_groups(self.f(x)), to_groups(self.v(x))
         prop = grid_proposal(h, w, *self.centers, dtype=x.dtype, device=x.device)
-        out, _ = cluster_mix(feat, value, prop @ feat, prop @ value, self.sim_alpha, self.sim_beta,
-                             denominator=self.denominator)
+        out, assign = cluster_mix(feat, value, prop @ feat, prop @ value, self.sim_alpha, self.sim_beta,
+                                  denominator=self.denominator)
+        if self._recorder is not None:
+            M = prop.shape[0]
+            region = torch.arange(fr * fc, device=x.device).view(1, fr, fc, 1, 1, 1) * M
+            ids = assign.view(B, fr, fc, e, h, w) + region
+            self._recorder(ClusterAssignment(ids.permute(0, 3, 1, 4, 2, 5).reshape(B, e, H, W).detach(),
+                                             fr * fc * M, M))
         out = out.view(B, fr, fc, e, h, w, c).permute(0, 1, 4, 2, 5, 3, 6).reshape(B, H, W, e * c)
         return self.proj(out)
 
@@ -342,8 +397,11 @@ class ContextCluster(nn.Module):
         if partition is None and self.num_centers == 1 and self.num_regions == 1:
             # One centre per set: the set mean. No positions needed (the upstream point-cloud form).
             feat, value = self._split_heads(self.f(x)), self._split_heads(self.v(x))
-            out, _ = cluster_mix(feat, value, feat.mean(2, keepdim=True), value.mean(2, keepdim=True),
-                                 self.sim_alpha, self.sim_beta, denominator=self.denominator)
+            out, assign = cluster_mix(feat, value, feat.mean(2, keepdim=True), value.mean(2, keepdim=True),
+                                      self.sim_alpha, self.sim_beta, denominator=self.denominator)
+            if self._recorder is not None:
+                self._recorder(ClusterAssignment(assign.transpose(1, 2).detach(), 1, 1,
+                                                 None if pos is None else pos.detach()))
             return self.proj(self._merge_heads(out))
         if pos is None and partition is None:
             raise ValueError(f"a point set with {self.num_centers} centres / {self.num_regions} regions needs `pos`")
@@ -351,11 +409,21 @@ class ContextCluster(nn.Module):
             raise ValueError(f"`pos` must be [B, N, D] matching x {tuple(x.shape)}, got {tuple(pos.shape)}")
         flat_pos = pos.reshape(B * N, -1) if pos is not None else None
         batch = torch.arange(B, device=x.device).repeat_interleave(N)
-        return self._forward_flat(x.reshape(B * N, -1), flat_pos, batch, partition).view(B, N, self.out_dim)
+        recorder = self._recorder
+        if recorder is not None:  # report the dense layout [B, N, heads]
+            self._recorder = lambda a: recorder(ClusterAssignment(
+                a.clusters.view(B, N, -1), a.num_clusters, a.num_centers,
+                None if a.pos is None else a.pos.view(B, N, -1)))
+        try:
+            out = self._forward_flat(x.reshape(B * N, -1), flat_pos, batch, partition)
+        finally:
+            self._recorder = recorder
+        return out.view(B, N, self.out_dim)
 
     def _forward_flat(self, x: Tensor, pos: Tensor | None, batch: Tensor | None,
                       partition: PointPartition | None) -> Tensor:
         P = x.shape[0]
+        given_pos = pos
         if partition is None:
             if pos is None:
                 if self.num_centers == 1 and self.num_regions == 1:
@@ -371,9 +439,23 @@ class ContextCluster(nn.Module):
         feat = self._split_heads(self.f(x)[index])  # [G, e, n, c]
         value = self._split_heads(self.v(x)[index])
         prop = partition.proposal.to(x.dtype).unsqueeze(1)  # [G, 1, M, n]
-        out, _ = cluster_mix(feat, value, prop @ feat, prop @ value, self.sim_alpha, self.sim_beta,
-                             point_mask=mask.unsqueeze(1), center_mask=partition.center_mask.unsqueeze(1),
-                             denominator=self.denominator)
+        out, assign = cluster_mix(feat, value, prop @ feat, prop @ value, self.sim_alpha, self.sim_beta,
+                                  point_mask=mask.unsqueeze(1), center_mask=partition.center_mask.unsqueeze(1),
+                                  denominator=self.denominator)
+        if self._recorder is not None:
+            self._record_points(assign, partition, prop.shape[2], given_pos, batch)
         out = self._merge_heads(out)  # [G, n, e*c]
         merged = out.new_zeros(P, out.shape[-1]).index_put((index[mask],), out[mask])
         return self.proj(merged)
+
+    def _record_points(self, assign: Tensor, partition: PointPartition, M: int, pos: Tensor | None,
+                       batch: Tensor | None) -> None:
+        """Report ``assign [G, heads, n]`` of a point partition as cluster ids per input point ``[P, heads]``."""
+        assert self._recorder is not None
+        R = self.num_regions  # groups are cloud-major: group g is region g % R of cloud g // R
+        region = (torch.arange(assign.shape[0], device=assign.device) % R)[:, None, None] * M
+        ids = (assign + region).transpose(1, 2)  # [G, n, heads]
+        flat = ids.new_zeros(partition.num_points, ids.shape[-1])
+        flat[partition.index[partition.mask]] = ids[partition.mask]
+        self._recorder(ClusterAssignment(flat.detach(), R * M, M, None if pos is None else pos.detach(),
+                                         batch))

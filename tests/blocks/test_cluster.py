@@ -175,3 +175,26 @@ def test_errors(call, match: str) -> None:
     mixer = ContextCluster(16, heads=2, head_dim=8, centers=(2, 2), regions=(2, 2))
     with pytest.raises(ValueError, match=match):
         call(mixer)
+
+
+def test_recorded_assignments_on_points() -> None:
+    """Recorded cluster ids are region * M + centre, per point in input order, for dense and flat input."""
+    from pointcoc.blocks import record_assignments
+
+    mixer = ContextCluster(8, heads=2, head_dim=4, centers=3, regions=4)
+    x, pos = torch.randn(2, 90, 8), torch.randn(2, 90, 3)
+    with record_assignments(mixer) as records:
+        mixer(x, pos)
+        mixer(x.reshape(180, 8), pos.reshape(180, 3), torch.arange(2).repeat_interleave(90))
+    (name, dense), (_, flat) = records
+    assert name == "" and dense.clusters.shape == (2, 90, 2) and flat.clusters.shape == (180, 2)
+    assert dense.num_clusters == 12 and dense.num_centers == 3
+    assert torch.equal(dense.clusters.reshape(180, 2), flat.clusters)
+    assert torch.equal(dense.pos, pos) and torch.equal(flat.batch, torch.arange(2).repeat_interleave(90))
+    # every point's cluster lies in the region the partition gave it
+    part = mixer.partition(pos[0])
+    region_of = torch.empty(90, dtype=torch.long)
+    for g in range(part.index.shape[0]):
+        region_of[part.index[g][part.mask[g]]] = g
+    assert torch.equal(dense.clusters[0] // 3, region_of[:, None].expand(-1, 2))
+    assert mixer._recorder is None  # recording ends with the block

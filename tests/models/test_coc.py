@@ -203,3 +203,19 @@ def test_bad_inputs() -> None:
         create_model("coc_tiny")(torch.randn(1, 3, 60, 60))
     with pytest.raises(ValueError, match=r"rgb \[\.\.\., 3\] and pos \[\.\.\., 2\]"):
         model.forward_points(torch.randn(10, 3), torch.randn(9, 2))
+
+
+@pytest.mark.parametrize("name", ["image_coc_tiny.pt", "image_coc_custom.pt"])
+def test_recorded_assignments_match_upstream(fixtures_dir, name: str) -> None:
+    """In float64 the recorded winning centres equal upstream's `cluster_assignments`, module by module."""
+    from pointcoc.blocks import record_assignments
+
+    model, fx = upstream_model(fixtures_dir, name)
+    with torch.no_grad(), record_assignments(model.double()) as records:
+        model(fx["input"].double())
+    assert [n for n, _ in records] == fx["cluster_assignment_modules"]
+    for (_, mine), ref in zip(records, fx["cluster_assignments"]):
+        B, e, fw, fh, rw, rh = ref.shape
+        centre = (mine.clusters % mine.num_centers).view(B, e, fw, rw, fh, rh).permute(0, 1, 2, 4, 3, 5)
+        assert torch.equal(centre, ref.long())
+        assert mine.num_clusters == fw * fh * mine.num_centers
