@@ -33,12 +33,27 @@ def test_benchmark_alternatives_agree_with_cluster_mix() -> None:
 
 
 def test_benchmark_runs(tmp_path) -> None:
-    out = tmp_path / "bench.csv"
-    cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--repeats", "1", "--points", "500",
-           "--cluster-points", "64", "--centers", "4", "--models", "pointcoc_tiny", "--batch-size", "2",
-           "--num-points", "256", "--csv", str(out)]
+    out = tmp_path / "bench"
+    cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--repeats", "1", "--no-memory", "--points", "500",
+           "--op-batches", "1", "--cluster-points", "64", "--centers", "4", "--models", "pointcoc_nano",
+           "--batch-size", "2", "--num-points", "256", "--data-clouds", "200", "--out", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert "## cluster" in res.stderr and "pointcoc_tiny" in res.stderr
-    rows = out.read_text().splitlines()
-    assert rows[0].startswith("section,case") and len(rows) == 1 + 1 + 3 + 1
+    report = (out / "benchmark.md").read_text()
+    for section in ("## machine", "## ops", "## cluster", "## models", "## data"):
+        assert section in report
+    rows = (out / "benchmark.csv").read_text().splitlines()
+    assert rows[0].startswith("section,case") and len(rows) == 1 + 1 + 4 + 3 + 1 + 4
+    assert (out / "benchmark.png").stat().st_size > 10_000
+
+
+def test_peak_memory_sees_the_dense_tensor(monkeypatch) -> None:
+    """The per-process peak-memory probe measures what a case allocates: the dense [G, M, n, c] form is larger."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # spawned workers import the script's module by name
+    import benchmark as bench
+
+    params = {"groups": 8, "n": 3136, "m": 49, "c": 24}
+    lean = bench.peak_memory_mb("cluster", {"impl": "pointcoc", **params}, torch.device("cpu"))
+    dense = bench.peak_memory_mb("cluster", {"impl": "dense", **params}, torch.device("cpu"))
+    assert isinstance(lean, float) and isinstance(dense, float), (lean, dense)
+    assert dense > 100 and dense > 3 * lean  # one [8, 49, 3136, 24] float32 tensor alone is 118 MB

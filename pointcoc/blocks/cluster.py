@@ -53,7 +53,7 @@ def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]
 
 def cluster_mix(feat: Tensor, value: Tensor, centers: Tensor, value_centers: Tensor, alpha: Tensor, beta: Tensor,
                 point_mask: Tensor | None = None, center_mask: Tensor | None = None,
-                denominator: str = "weights") -> tuple[Tensor, Tensor]:
+                denominator: str = "weights", impl: str = "auto") -> tuple[Tensor, Tensor]:
     """Cluster, aggregate and dispatch inside independent groups (the functional core).
 
     Args:
@@ -67,31 +67,57 @@ def cluster_mix(feat: Tensor, value: Tensor, centers: Tensor, value_centers: Ten
         denominator: ``"weights"``: ``1 + sum w_i`` (the paper's Eq. 1, upstream since
             2023-05-31); ``"count"``: ``1 + |members|``, the earlier upstream code that
             the first released image checkpoints were trained with.
+        impl: ``"matmul"`` keeps the masked similarity ``[..., M, n]`` for autograd and
+            aggregates/dispatches with two batched matrix products (fastest for few
+            centres); ``"scatter"`` keeps only ``[..., n]`` weights (the similarity to all
+            centres is computed without autograd, to pick the winner) and aggregates with
+            ``scatter_add``/``gather`` (fastest and leanest for many centres); ``"auto"``:
+            ``matmul`` when ``M <= c``, else ``scatter``. Both give the same result.
 
     Returns:
         ``out [..., n, c]`` the dispatched features (0 at padding) and
         ``assign [..., n]`` the index of each point's centre.
     """
-    cos = F.normalize(centers, dim=-1) @ F.normalize(feat, dim=-1).transpose(-1, -2)  # [..., M, n]
-    sim = torch.sigmoid(beta + alpha * cos)
-    score = sim if center_mask is None else sim.masked_fill(~center_mask.unsqueeze(-1), -1.0)
-    assign = score.detach().argmax(dim=-2)  # [..., n]
-    weight = sim.gather(-2, assign.unsqueeze(-2))  # [..., 1, n]
-    if point_mask is not None:
-        weight = weight * point_mask.unsqueeze(-2).to(weight.dtype)
-    masked = torch.zeros_like(sim).scatter(-2, assign.unsqueeze(-2), weight)  # [..., M, n], one entry per column
-    if denominator == "weights":
-        total = masked.sum(-1, keepdim=True)
-    elif denominator == "count":
-        members = torch.ones_like(weight)
-        if point_mask is not None:
-            members = members * point_mask.unsqueeze(-2).to(weight.dtype)
-        total = torch.zeros_like(sim).scatter(-2, assign.unsqueeze(-2), members).sum(-1, keepdim=True)
-    else:
+    if denominator not in ("weights", "count"):
         raise ValueError(f"`denominator` must be 'weights' or 'count', got {denominator!r}")
-    agg = (masked @ value + value_centers) / (total + 1.0)  # [..., M, c]
-    out = masked.transpose(-1, -2) @ agg  # [..., n, c] = w_i * g_{m(i)}
-    return out, assign
+    M, c = centers.shape[-2], feat.shape[-1]
+    if impl == "auto":
+        impl = "matmul" if M <= c else "scatter"
+    if impl not in ("matmul", "scatter"):
+        raise ValueError(f"`impl` must be 'auto', 'matmul' or 'scatter', got {impl!r}")
+    fn, cn = F.normalize(feat, dim=-1), F.normalize(centers, dim=-1)
+
+    def pick(sim: Tensor) -> Tensor:  # the winning centre of every point, [..., n]
+        if center_mask is not None:
+            sim = sim.masked_fill(~center_mask.unsqueeze(-1), -1.0)
+        return sim.argmax(dim=-2)
+
+    mask = None if point_mask is None else point_mask.to(feat.dtype)
+    if impl == "matmul":
+        sim = torch.sigmoid(beta + alpha * (cn @ fn.transpose(-1, -2)))  # [..., M, n]
+        assign = pick(sim.detach())
+        weight = sim.gather(-2, assign.unsqueeze(-2)).squeeze(-2)  # [..., n]
+        if mask is not None:
+            weight = weight * mask
+        masked = torch.zeros_like(sim).scatter(-2, assign.unsqueeze(-2), weight.unsqueeze(-2))  # one entry per column
+        if denominator == "weights":
+            total = masked.sum(-1, keepdim=True)
+        else:
+            members = torch.ones_like(weight) if mask is None else mask.expand_as(weight)
+            total = torch.zeros_like(sim).scatter(-2, assign.unsqueeze(-2), members.unsqueeze(-2)).sum(-1, keepdim=True)
+        agg = (masked @ value + value_centers) / (total + 1.0)  # [..., M, c]
+        return masked.transpose(-1, -2) @ agg, assign  # w_i * g_{m(i)}
+    with torch.no_grad():
+        assign = pick(torch.sigmoid(beta + alpha * (cn @ fn.transpose(-1, -2))))
+    idx = assign.unsqueeze(-1).expand(*assign.shape, c)
+    weight = torch.sigmoid(beta + alpha * (fn * cn.gather(-2, idx)).sum(-1))  # [..., n]
+    if mask is not None:
+        weight = weight * mask
+    counted = weight if denominator == "weights" else (torch.ones_like(weight) if mask is None else mask.expand_as(weight))
+    total = torch.zeros_like(value_centers[..., :1]).scatter_add(-2, assign.unsqueeze(-1), counted.unsqueeze(-1))
+    num = value_centers.scatter_add(-2, idx, weight.unsqueeze(-1) * value)
+    agg = num / (total + 1.0)  # [..., M, c]
+    return weight.unsqueeze(-1) * agg.gather(-2, idx), assign
 
 
 @lru_cache(maxsize=64)

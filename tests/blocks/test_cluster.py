@@ -122,15 +122,40 @@ def test_single_centre_needs_no_positions() -> None:
     torch.testing.assert_close(mixer(x), ref, **TOL)
 
 
-def test_gradcheck_cluster_mix() -> None:
+@pytest.mark.parametrize("impl", ["matmul", "scatter"])
+def test_gradcheck_cluster_mix(impl: str) -> None:
     g = torch.Generator().manual_seed(5)
     feat, value = (torch.randn(2, 7, 3, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
     centers, vc = (torch.randn(2, 3, 3, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
     alpha = torch.tensor([1.3], dtype=torch.float64, requires_grad=True)
     beta = torch.tensor([-0.2], dtype=torch.float64, requires_grad=True)
     mask = torch.tensor([[True] * 7, [True] * 5 + [False] * 2])
-    assert torch.autograd.gradcheck(lambda *a: cluster_mix(*a, point_mask=mask)[0],
+    assert torch.autograd.gradcheck(lambda *a: cluster_mix(*a, point_mask=mask, impl=impl)[0],
                                     (feat, value, centers, vc, alpha, beta))
+
+
+@pytest.mark.parametrize("denominator", ["weights", "count"])
+def test_cluster_mix_implementations_agree_with_the_dense_reference(denominator: str) -> None:
+    """matmul and scatter forms: same values, gradients and assignments as the dense masked reference."""
+    g = torch.Generator().manual_seed(11)
+    G, n, M, c = 4, 40, 6, 5
+    inputs = [torch.randn(G, size, c, generator=g, dtype=torch.float64, requires_grad=True) for size in (n, n, M, M)]
+    inputs += [torch.tensor([-1.4], dtype=torch.float64, requires_grad=True),  # negative alpha: argmax flips
+               torch.tensor([0.3], dtype=torch.float64, requires_grad=True)]
+    ref = dense_cluster(*inputs, denominator=denominator)
+    ref_grads = torch.autograd.grad(ref.square().sum(), inputs)
+    for impl in ("matmul", "scatter"):
+        out, assign = cluster_mix(*inputs, denominator=denominator, impl=impl)
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+        for a, b in zip(torch.autograd.grad(out.square().sum(), inputs), ref_grads):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+        sim = torch.sigmoid(inputs[5] + inputs[4] * (torch.nn.functional.normalize(inputs[2], dim=-1)
+                            @ torch.nn.functional.normalize(inputs[0], dim=-1).transpose(1, 2)))
+        assert torch.equal(assign, sim.argmax(1))
+    masked = cluster_mix(*inputs, point_mask=torch.arange(n) < 30, center_mask=torch.arange(M) < 4, impl="scatter")
+    same = cluster_mix(*inputs, point_mask=torch.arange(n) < 30, center_mask=torch.arange(M) < 4, impl="matmul")
+    torch.testing.assert_close(masked[0], same[0], rtol=1e-12, atol=1e-12)
+    assert bool((masked[1] < 4).all()) and bool((masked[0][:, 30:] == 0).all())
 
 
 @pytest.mark.parametrize("layout", ["grid", "points"])
