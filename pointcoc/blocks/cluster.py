@@ -90,7 +90,7 @@ def cluster_mix(feat: Tensor, value: Tensor, centers: Tensor, value_centers: Ten
     def pick(sim: Tensor) -> Tensor:  # the winning centre of every point, [..., n]
         if center_mask is not None:
             sim = sim.masked_fill(~center_mask.unsqueeze(-1), -1.0)
-        return sim.argmax(dim=-2)
+        return sim.max(dim=-2).indices  # first maximum, as upstream; 10x faster than argmax over dim -2 on CPU
 
     mask = None if point_mask is None else point_mask.to(feat.dtype)
     if impl == "matmul":
