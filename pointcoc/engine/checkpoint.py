@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from pointcoc.models.upstream import read_checkpoint
 
 __all__ = ["save_atomic", "load_safe", "rng_state", "set_rng_state"]
 
@@ -37,14 +38,7 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 
 def load_safe(path: str | Path) -> Any:
     """``torch.load(path, weights_only=True)`` on CPU; a file carrying pickled code raises ``ValueError``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        raise ValueError(f"checkpoint {str(path)!r} cannot be loaded safely (weights_only=True): "
-                         f"{str(err).splitlines()[0]}") from err
+    return read_checkpoint(path)
 
 
 def rng_state() -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pointcoc import data as pdata
 from pointcoc.engine.cli import add_common_args
 from pointcoc.engine.distributed import DistInfo
 from pointcoc.engine.losses import smooth_cross_entropy
-from pointcoc.engine.trainer import DataBundle, Task, _loader, evaluate
+from pointcoc.engine.trainer import DataBundle, Task, make_loader, evaluate
 from pointcoc.models import create_model, list_models
 
 __all__ = ["PointTask", "RECIPES", "build_parser", "point_datasets"]
@@ -107,7 +107,7 @@ class PointTask(Task):
     def final_extras(self, cfg: dict[str, Any], model: nn.Module, data: DataBundle, dist: DistInfo) -> dict:
         if not self.vote:
             return {}
-        loader = _loader(data.val, cfg, dist, cfg["epochs"], False, None)
+        loader = make_loader(data.val, cfg, dist, cfg["epochs"], False, None)
         res = evaluate(VotingTask(self, self.vote), model, loader, dist, data.num_classes, cfg["amp"])
         return {"final_vote_oa": res["oa"], "final_vote_macc": res["macc"], "vote": self.vote}
 

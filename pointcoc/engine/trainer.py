@@ -35,7 +35,7 @@ from pointcoc.engine.distributed import DistInfo, cleanup_distributed, init_dist
 from pointcoc.engine.logger import RunLogger
 from pointcoc.engine.metrics import ClassificationMeter
 
-__all__ = ["Task", "DataBundle", "fit", "evaluate", "ShardSampler", "RUN_FILES", "autocast_context"]
+__all__ = ["Task", "DataBundle", "fit", "evaluate", "ShardSampler", "RUN_FILES", "autocast_context", "make_loader"]
 
 log = logging.getLogger("pointcoc.train")
 
@@ -93,6 +93,10 @@ class Task(ABC):
     def collate(self) -> Any:
         return None
 
+    def final_extras(self, cfg: dict[str, Any], model: nn.Module, data: DataBundle, dist: DistInfo) -> dict[str, Any]:
+        """Extra final metrics (e.g. voting); runs on every rank (collective), returns them on rank 0."""
+        return {}
+
     def summary(self, history: list[dict[str, Any]]) -> dict[str, Any]:
         """Final and best metrics from the per-epoch rows."""
         best = max(history, key=lambda r: r[f"val_{self.best_key}"])
@@ -127,7 +131,11 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> None:
     torch.manual_seed(s)
 
 
-def _loader(ds: Dataset, cfg: dict[str, Any], dist: DistInfo, epoch: int, train: bool, collate: Any) -> DataLoader:
+def make_loader(ds: Dataset, cfg: dict[str, Any], dist: DistInfo, epoch: int, train: bool,
+                collate: Any = None) -> DataLoader:
+    """A loader whose order and worker seeds depend only on (seed, epoch, rank): training shuffles
+    (distributed: ``DistributedSampler``, incomplete batches dropped); evaluation shards the
+    samples over the ranks without padding, so every sample counts once."""
     gen = torch.Generator().manual_seed((cfg["seed"] * 7919 + epoch * 104_729 + dist.rank) % 2**31)
     if train:
         sampler: Sampler[int] = (DistributedSampler(ds, dist.world_size, dist.rank, shuffle=True, seed=cfg["seed"],
@@ -294,10 +302,10 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
     for epoch in range(start_epoch, cfg["epochs"]):
         seed_epoch(cfg["seed"], epoch, dist.rank)
         lr = optimizer.param_groups[0]["lr"]
-        train_stats = train_one_epoch(task, net, _loader(data.train, cfg, dist, epoch, True, task.collate()),
+        train_stats = train_one_epoch(task, net, make_loader(data.train, cfg, dist, epoch, True, task.collate()),
                                       optimizer, scaler, ema, cfg, dist, data.num_classes, epoch)
         task.step_scheduler(scheduler, epoch)
-        val_loader = _loader(data.val, cfg, dist, epoch, False, task.collate())
+        val_loader = make_loader(data.val, cfg, dist, epoch, False, task.collate())
         val = evaluate(task, model, val_loader, dist, data.num_classes, cfg["amp"])
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train_stats, "val_loss": val["loss"],
                                **{f"val_{k}": v for k, v in val.items() if k not in ("loss", "per_class")}}
@@ -330,7 +338,7 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
         assert logger is not None
         history = logger.rows
         summary = task.summary(history) if history else {}
-        summary.update(task.final_extras(cfg, model, data, dist) if hasattr(task, "final_extras") else {})
+        summary.update(task.final_extras(cfg, model, data, dist))
         summary["wall_time_s"] = elapsed_before + time.perf_counter() - wall
         summary["epochs"] = cfg["epochs"]
         logger.write_summary(summary)
@@ -338,6 +346,6 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
             logger.plot()
         logger.close()
         log.info("summary: %s", {k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()})
-    elif hasattr(task, "final_extras"):
+    else:
         task.final_extras(cfg, model, data, dist)  # collective evaluation: every rank takes part
     return summary

@@ -15,7 +15,7 @@ from pointcoc.engine.cli import setup_logging
 from pointcoc.engine.distributed import cleanup_distributed, init_distributed
 from pointcoc.engine.images import ImageTask, image_transforms
 from pointcoc.engine.points import DEFAULT_ROOTS, PointTask, VotingTask
-from pointcoc.engine.trainer import _loader, evaluate
+from pointcoc.engine.trainer import make_loader, evaluate
 from pointcoc.models import create_model, list_models, load_checkpoint, model_kind
 
 __all__ = ["build_parser", "main", "validate"]
@@ -76,7 +76,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         if cfg["checkpoint"]:
             load_checkpoint(model, cfg["checkpoint"])
         model.to(dist.device)
-        loader = _loader(ds, cfg, dist, 0, False, None)
+        loader = make_loader(ds, cfg, dist, 0, False, None)
         metrics = evaluate(task, model, loader, dist, len(ds.classes))
         metrics.update(model=cfg["model"], checkpoint=cfg["checkpoint"], split=split, samples=len(ds),
                        classes=list(ds.classes))

@@ -29,8 +29,8 @@ from pointcoc.blocks import SampleNorm
 from pointcoc.models.coc import CoC
 from pointcoc.models.pointmlp import ACTIVATIONS, PointMLP
 
-__all__ = ["build_from_upstream_config", "load_upstream_state_dict", "load_checkpoint", "unwrap_state_dict",
-           "checkpoint_filter_fn"]
+__all__ = ["build_from_upstream_config", "load_upstream_state_dict", "load_checkpoint", "read_checkpoint",
+           "unwrap_state_dict", "checkpoint_filter_fn"]
 
 log = logging.getLogger(__name__)
 
@@ -200,23 +200,29 @@ def load_upstream_state_dict(model: nn.Module, state_dict: Any, source: str = "s
     return model
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a checkpoint file (pointcoc's or upstream's) into ``model``.
+def read_checkpoint(path: str | Path) -> Any:
+    """Read a checkpoint file onto the CPU with ``torch.load(weights_only=True)``.
 
-    The file is read with ``torch.load(weights_only=True)``: tensors, containers and
-    plain values only (plus ``argparse.Namespace``, which timm training scripts store);
-    a file that carries pickled code is refused, never executed.
+    Tensors, containers and plain values only (plus ``argparse.Namespace``, which timm
+    training scripts store): a file that carries pickled code is refused, never executed.
+
+    Raises:
+        ValueError: the file is missing, or cannot be loaded safely.
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"checkpoint file {str(path)!r} does not exist")
+        raise ValueError(f"checkpoint {str(path)!r} does not exist")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
         raise ValueError(f"checkpoint {str(path)!r} cannot be loaded safely (weights_only=True): "
                          f"{str(err).splitlines()[0]}") from err
-    return load_upstream_state_dict(model, obj, source=f"checkpoint {str(path)!r}")
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a checkpoint file (pointcoc's or upstream's) into ``model`` (see :func:`read_checkpoint`)."""
+    return load_upstream_state_dict(model, read_checkpoint(path), source=f"checkpoint {str(path)!r}")
 
 
 def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
