@@ -271,6 +271,7 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
 
         ema = ModelEmaV3(model, decay=cfg["model_ema_decay"])
     start_epoch, best, elapsed_before = 0, -math.inf, 0.0
+    per_class: list[float] = []
     if resume is not None:
         ckpt = load_safe(resume)
         model.load_state_dict(ckpt["model"])
@@ -282,6 +283,7 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
             ema.load_state_dict(ckpt["ema"])
         start_epoch, best = ckpt["epoch"] + 1, ckpt["best_metric"]
         elapsed_before = ckpt.get("elapsed", 0.0)
+        per_class = ckpt.get("per_class", [])
         set_rng_state(ckpt["rng"])
         if dist.is_main:
             log.info("resumed from %s at epoch %d (best %s %.3f)", resume, start_epoch, task.best_key, best)
@@ -312,6 +314,7 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
         if ema is not None:
             ema_val = evaluate(task, ema.module, val_loader, dist, data.num_classes, cfg["amp"])
             row.update({f"ema_{k}": v for k, v in ema_val.items() if k not in ("loss", "per_class")})
+        per_class = val["per_class"]
         metric = row[f"val_{task.best_key}"]
         is_best = metric > best
         best = max(best, metric)
@@ -339,6 +342,8 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
         history = logger.rows
         summary = task.summary(history) if history else {}
         summary.update(task.final_extras(cfg, model, data, dist))
+        if per_class:
+            summary["final_per_class"] = dict(zip(data.class_names, per_class))
         summary["wall_time_s"] = elapsed_before + time.perf_counter() - wall
         summary["epochs"] = cfg["epochs"]
         logger.write_summary(summary)

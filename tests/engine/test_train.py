@@ -30,10 +30,13 @@ def test_point_training_writes_everything(modelnet_dir, tmp_path) -> None:
     for name in ("last.pt", "best.pt", "config.yaml", "metrics.csv", "summary.json", "curves.png"):
         assert (out / name).is_file(), name
     on_disk = json.loads((out / "summary.json").read_text())
-    assert on_disk == pytest.approx(summary)
+    assert on_disk == json.loads(json.dumps(summary))
     for key in ("best_oa", "best_macc", "final_oa", "final_macc", "wall_time_s", "final_vote_oa"):
         assert key in on_disk
     assert 0 <= on_disk["final_oa"] <= 100 and on_disk["wall_time_s"] > 0
+    per_class = on_disk["final_per_class"]
+    assert set(per_class) == {"sphere", "disk", "line", "cube"}
+    assert sum(per_class.values()) / 4 == pytest.approx(on_disk["final_macc"])  # 6 test clouds per class
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("epoch,lr,train_loss")
     ckpt = load_safe(out / "last.pt")
@@ -44,6 +47,18 @@ def test_point_training_writes_everything(modelnet_dir, tmp_path) -> None:
                         "--workers", "0"])
     assert metrics["oa"] == pytest.approx(on_disk["final_oa"])
     assert metrics["macc"] == pytest.approx(on_disk["final_macc"])
+
+
+def test_bf16_autocast_and_gradient_clipping(modelnet_dir, tmp_path) -> None:
+    """bf16 autocast and gradient clipping run on the CPU; fp16 (CUDA only) is refused with exit code 2."""
+    out = tmp_path / "amp"
+    summary = train_points(point_args(modelnet_dir, out, "--epochs", "1", "--amp", "bf16", "--clip-grad", "0.5"))
+    assert summary["epochs"] == 1 and 0 <= summary["final_oa"] <= 100
+    row = (out / "metrics.csv").read_text().splitlines()[1].split(",")
+    assert all(torch.isfinite(torch.tensor(float(v))) for v in row[:4])
+    with pytest.raises(SystemExit) as exc:
+        train_points(point_args(modelnet_dir, tmp_path / "fp16", "--epochs", "1", "--amp", "fp16", "--device", "cpu"))
+    assert exc.value.code == 2
 
 
 def test_resume_gives_the_same_weights(modelnet_dir, tmp_path) -> None:
