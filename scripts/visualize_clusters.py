@@ -34,7 +34,8 @@ from torch import Tensor, nn
 
 from pointcoc.data import ensure_demo_data, modelnet40
 from pointcoc.data.transforms import NormalizeUnitSphere
-from pointcoc.models import create_model, list_models, load_upstream_state_dict, model_kind, unwrap_state_dict
+from pointcoc.models import (create_model, list_models, load_upstream_state_dict, model_kind, read_checkpoint,
+                             unwrap_state_dict)
 from pointcoc.ops import fps
 from pointcoc.visualize import (DEFAULT_VIEWS, draw_image_clusters, draw_point_clusters, image_assignment_map,
                                 mixer_name, point_assignments)
@@ -76,19 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- model
-def read_checkpoint(path: str | Path) -> Any:
-    """The object in a checkpoint file, read with ``torch.load(weights_only=True)`` (upstream's Namespace allowed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"--checkpoint {str(path)!r} does not exist")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling, zip and format errors all mean "not a loadable checkpoint"
-        raise ValueError(f"--checkpoint {str(path)!r} cannot be loaded safely (weights_only=True): "
-                         f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
-
-
 def _head_classes(model: nn.Module, ckpt: Any) -> int | None:
     """Classes of the checkpoint's head: the rows of the weight of the model's last ``num_classes``-wide Linear."""
     heads = [name for name, m in model.named_modules()

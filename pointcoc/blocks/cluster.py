@@ -435,19 +435,12 @@ class ContextCluster(nn.Module):
             raise ValueError(f"`pos` must be [B, N, D] matching x {tuple(x.shape)}, got {tuple(pos.shape)}")
         flat_pos = pos.reshape(B * N, -1) if pos is not None else None
         batch = torch.arange(B, device=x.device).repeat_interleave(N)
-        recorder = self._recorder
-        if recorder is not None:  # report the dense layout [B, N, heads]
-            self._recorder = lambda a: recorder(ClusterAssignment(
-                a.clusters.view(B, N, -1), a.num_clusters, a.num_centers,
-                None if a.pos is None else a.pos.view(B, N, -1)))
-        try:
-            out = self._forward_flat(x.reshape(B * N, -1), flat_pos, batch, partition)
-        finally:
-            self._recorder = recorder
+        out = self._forward_flat(x.reshape(B * N, -1), flat_pos, batch, partition, dense=(B, N))
         return out.view(B, N, self.out_dim)
 
     def _forward_flat(self, x: Tensor, pos: Tensor | None, batch: Tensor | None,
-                      partition: PointPartition | None) -> Tensor:
+                      partition: PointPartition | None, dense: tuple[int, int] | None = None) -> Tensor:
+        """Flat point sets; ``dense=(B, N)`` when they came from a dense batch (recorded in that layout)."""
         P = x.shape[0]
         given_pos = pos
         if partition is None:
@@ -469,13 +462,13 @@ class ContextCluster(nn.Module):
                                   point_mask=mask.unsqueeze(1), center_mask=partition.center_mask.unsqueeze(1),
                                   denominator=self.denominator)
         if self._recorder is not None:
-            self._record_points(assign, partition, prop.shape[2], given_pos, batch)
+            self._record_points(assign, partition, prop.shape[2], given_pos, batch, dense)
         out = self._merge_heads(out)  # [G, n, e*c]
         merged = out.new_zeros(P, out.shape[-1]).index_put((index[mask],), out[mask])
         return self.proj(merged)
 
     def _record_points(self, assign: Tensor, partition: PointPartition, M: int, pos: Tensor | None,
-                       batch: Tensor | None) -> None:
+                       batch: Tensor | None, dense: tuple[int, int] | None) -> None:
         """Report ``assign [G, heads, n]`` of a point partition as cluster ids per input point ``[P, heads]``."""
         assert self._recorder is not None
         R = self.num_regions  # groups are cloud-major: group g is region g % R of cloud g // R
@@ -483,5 +476,8 @@ class ContextCluster(nn.Module):
         ids = (assign + region).transpose(1, 2)  # [G, n, heads]
         flat = ids.new_zeros(partition.num_points, ids.shape[-1])
         flat[partition.index[partition.mask]] = ids[partition.mask]
-        self._recorder(ClusterAssignment(flat.detach(), R * M, M, None if pos is None else pos.detach(),
-                                         batch))
+        pos = None if pos is None else pos.detach()
+        if dense is not None:  # the layout the caller used: [B, N, heads], [B, N, D]
+            flat, batch = flat.view(*dense, -1), None
+            pos = None if pos is None else pos.view(*dense, -1)
+        self._recorder(ClusterAssignment(flat.detach(), R * M, M, pos, batch))

@@ -4,10 +4,9 @@ and ``scripts/validate.py``.
 It sits above :mod:`pointcoc.models` and :mod:`pointcoc.data` and imports both.
 """
 
-from pointcoc.engine.checkpoint import load_safe, save_atomic
+from pointcoc.engine.checkpoint import save_atomic
 from pointcoc.engine.losses import smooth_cross_entropy
 from pointcoc.engine.metrics import ClassificationMeter
 from pointcoc.engine.trainer import DataBundle, Task, evaluate, fit
 
-__all__ = ["fit", "evaluate", "Task", "DataBundle", "ClassificationMeter", "smooth_cross_entropy", "save_atomic",
-           "load_safe"]
+__all__ = ["fit", "evaluate", "Task", "DataBundle", "ClassificationMeter", "smooth_cross_entropy", "save_atomic"]

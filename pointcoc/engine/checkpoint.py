@@ -11,9 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pointcoc.models.upstream import read_checkpoint
-
-__all__ = ["save_atomic", "load_safe", "rng_state", "set_rng_state"]
+__all__ = ["save_atomic", "rng_state", "set_rng_state"]
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
@@ -34,11 +32,6 @@ def save_atomic(obj: Any, path: str | Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-def load_safe(path: str | Path) -> Any:
-    """``torch.load(path, weights_only=True)`` on CPU; a file carrying pickled code raises ``ValueError``."""
-    return read_checkpoint(path)
 
 
 def rng_state() -> dict[str, Any]:

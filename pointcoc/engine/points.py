@@ -35,7 +35,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "modelnet40": dict(epochs=300, batch_size=32, opt="sgd", lr=0.1, min_lr=0.005, weight_decay=2e-4,
                        warmup_epochs=0, num_points=1024),
     # PointMLP classification_ScanObjectNN/main.py: lr 0.01, cosine to lr / 100, weight_decay 1e-4, 200 epochs
-    "scanobjectnn": dict(epochs=200, batch_size=32, opt="sgd", lr=0.01, min_lr=1e-4, weight_decay=1e-4,
+    "scanobjectnn": dict(epochs=200, batch_size=32, opt="sgd", lr=0.01, weight_decay=1e-4,
                          warmup_epochs=0, num_points=1024),
     # the built-in synthetic set: a short AdamW schedule for `make demo` (CoC blocks train best with AdamW)
     "demo": dict(epochs=12, batch_size=32, opt="adamw", lr=2e-3, min_lr=1e-5, weight_decay=0.05, warmup_epochs=0,
@@ -162,7 +162,7 @@ def resolve_point_config(cfg: dict[str, Any]) -> dict[str, Any]:
     for key, value in recipe.items():
         if out.get(key) is None:
             out[key] = value
-    if cfg["dataset"] == "scanobjectnn" and cfg.get("min_lr") is None:
+    if out.get("min_lr") is None:  # ScanObjectNN: cosine to lr / 100
         out["min_lr"] = out["lr"] / 100
     return out
 

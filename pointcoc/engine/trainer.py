@@ -29,11 +29,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from pointcoc.engine.checkpoint import load_safe, rng_state, save_atomic, set_rng_state
+from pointcoc.engine.checkpoint import rng_state, save_atomic, set_rng_state
 from pointcoc.engine.config import save_config
 from pointcoc.engine.distributed import DistInfo, cleanup_distributed, init_distributed
 from pointcoc.engine.logger import RunLogger
 from pointcoc.engine.metrics import ClassificationMeter
+from pointcoc.models import read_checkpoint
 
 __all__ = ["Task", "DataBundle", "fit", "evaluate", "ShardSampler", "RUN_FILES", "autocast_context", "make_loader"]
 
@@ -252,7 +253,7 @@ def fit(cfg: dict[str, Any], task: Task) -> dict[str, Any]:
 def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[str, Any]:
     out = Path(cfg["output_dir"])
     resume = _check_output_dir(out, cfg.get("resume"))
-    if cfg["amp"] != "none" and dist.device.type == "cpu" and cfg["amp"] == "fp16":
+    if cfg["amp"] == "fp16" and dist.device.type == "cpu":
         raise ValueError("--amp fp16 needs CUDA; on CPU use --amp bf16 (slow without native bf16) or none")
     seed_epoch(cfg["seed"], 0, dist.rank)
     data = task.build_data(cfg, dist)
@@ -273,7 +274,7 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
     start_epoch, best, elapsed_before = 0, -math.inf, 0.0
     per_class: list[float] = []
     if resume is not None:
-        ckpt = load_safe(resume)
+        ckpt = read_checkpoint(resume)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])

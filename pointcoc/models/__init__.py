@@ -12,6 +12,7 @@ from pointcoc.models.upstream import (
     build_from_upstream_config,
     load_checkpoint,
     load_upstream_state_dict,
+    read_checkpoint,
     unwrap_state_dict,
 )
 
@@ -28,5 +29,6 @@ __all__ = [
     "build_from_upstream_config",
     "load_upstream_state_dict",
     "load_checkpoint",
+    "read_checkpoint",
     "unwrap_state_dict",
 ]

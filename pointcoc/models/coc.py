@@ -28,7 +28,7 @@ from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 from torch_geometric.nn import global_mean_pool
 
-from pointcoc.blocks import ClusterBlock, PointReducer, SampleNorm, cluster_stage
+from pointcoc.blocks import ClusterBlock, PointReducer, SampleNorm, apply_norm, cluster_stage
 from pointcoc.models._common import check_stage_lengths
 from pointcoc.models.registry import register
 
@@ -294,7 +294,7 @@ class CoC(nn.Module):
                 h = cluster_stage(module, h, pos, batch)
             else:
                 h, pos, batch = module(h, pos, batch)
-        h = self.norm(h, batch) if getattr(self.norm, "accepts_batch", False) else self.norm(h)
+        h = apply_norm(self.norm, h, batch)
         pooled = global_mean_pool(h, batch)
         return pooled if pre_logits else self.head(pooled)
 

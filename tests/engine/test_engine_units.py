@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pointcoc.engine.checkpoint import load_safe, rng_state, save_atomic, set_rng_state
+from pointcoc.engine.checkpoint import rng_state, save_atomic, set_rng_state
+from pointcoc.models import read_checkpoint
 from pointcoc.engine.config import parse_config
 from pointcoc.engine.losses import smooth_cross_entropy
 from pointcoc.engine.metrics import ClassificationMeter
@@ -61,7 +62,7 @@ def test_save_atomic_keeps_the_old_file_on_a_crash(tmp_path, monkeypatch) -> Non
     with pytest.raises(OSError, match="disk full"):
         save_atomic({"epoch": 2}, path)
     monkeypatch.undo()
-    assert load_safe(path) == {"epoch": 1}
+    assert read_checkpoint(path) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"], "a temporary file was left behind"
 
 
@@ -70,12 +71,12 @@ class _Code:
         return (eval, ("1 + 1",))
 
 
-def test_load_safe_refuses_pickled_code(tmp_path) -> None:
+def test_read_checkpoint_refuses_pickled_code(tmp_path) -> None:
     torch.save({"model": _Code()}, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="cannot be loaded safely"):
-        load_safe(tmp_path / "evil.pt")
+        read_checkpoint(tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="does not exist"):
-        load_safe(tmp_path / "missing.pt")
+        read_checkpoint(tmp_path / "missing.pt")
 
 
 def test_rng_state_round_trip_through_a_checkpoint(tmp_path) -> None:
@@ -87,7 +88,7 @@ def test_rng_state_round_trip_through_a_checkpoint(tmp_path) -> None:
     torch.manual_seed(9)
     np.random.seed(9)
     random.seed(9)
-    set_rng_state(load_safe(tmp_path / "c.pt")["rng"])
+    set_rng_state(read_checkpoint(tmp_path / "c.pt")["rng"])
     torch.testing.assert_close(torch.rand(3), expected[0])
     np.testing.assert_array_equal(np.random.rand(3), expected[1])
     assert random.random() == expected[2]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pointcoc.engine.checkpoint import load_safe
+from pointcoc.models import read_checkpoint
 from pointcoc.engine.points import main as train_points
 from pointcoc.engine.validate import main as validate
 
@@ -39,7 +39,7 @@ def test_point_training_writes_everything(modelnet_dir, tmp_path) -> None:
     assert sum(per_class.values()) / 4 == pytest.approx(on_disk["final_macc"])  # 6 test clouds per class
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("epoch,lr,train_loss")
-    ckpt = load_safe(out / "last.pt")
+    ckpt = read_checkpoint(out / "last.pt")
     assert ckpt["epoch"] == 1 and set(ckpt) >= {"model", "optimizer", "scheduler", "rng", "config", "best_metric"}
     # the same checkpoint evaluates to the same final metrics through validate.py
     metrics = validate(["--model", "pointcoc_nano", "--checkpoint", str(out / "last.pt"), "--dataset",
@@ -65,9 +65,9 @@ def test_resume_gives_the_same_weights(modelnet_dir, tmp_path) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
     train_points(point_args(modelnet_dir, straight))
     first = train_points(point_args(modelnet_dir, split, "--stop-after-epoch", "1"))
-    assert first == {"stopped_after_epoch": 1} and load_safe(split / "last.pt")["epoch"] == 0
+    assert first == {"stopped_after_epoch": 1} and read_checkpoint(split / "last.pt")["epoch"] == 0
     train_points(point_args(modelnet_dir, split, "--resume"))
-    a, b = load_safe(straight / "last.pt"), load_safe(split / "last.pt")
+    a, b = read_checkpoint(straight / "last.pt"), read_checkpoint(split / "last.pt")
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     rows_a = [r.split(",")[:4] for r in (straight / "metrics.csv").read_text().splitlines()]
