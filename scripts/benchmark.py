@@ -5,7 +5,11 @@ Every timing is the median of ``--repeats`` runs after a warm-up. Peak memory is
 measured in a fresh process per case, so one case's allocations cannot hide
 another's: on CPU the peak resident size above the inputs (Linux ``VmHWM``,
 reset through ``/proc/self/clear_refs`` after the set-up and one warm-up run),
-on CUDA ``torch.cuda.max_memory_allocated`` after a warm-up run. Results: a markdown table per section on stderr, and with
+on CUDA ``torch.cuda.max_memory_allocated`` after a warm-up run. Timings run
+with ``--cpu-allocator reuse`` (the training scripts' default, see
+``pointcoc.engine.runtime``); the memory processes keep the system allocator,
+whose resident size follows the live tensors (with ``reuse`` the process keeps
+freed blocks, 4-10 % above that peak in training). Results: a markdown table per section on stderr, and with
 ``--out DIR`` a ``benchmark.md``, ``benchmark.csv`` and ``benchmark.png``.
 
 Sections:
@@ -39,6 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from pointcoc.blocks import cluster_mix
+from pointcoc.engine.cli import add_allocator_arg
+from pointcoc.engine.runtime import apply_cpu_allocator
 
 log = logging.getLogger("pointcoc.benchmark")
 
@@ -391,21 +397,26 @@ def main() -> None:
     parser.add_argument("--centers", type=int, nargs="+", default=[4, 16, 49, 196])
     parser.add_argument("--cluster-groups", type=int, default=16)
     parser.add_argument("--cluster-channels", type=int, default=24)
-    parser.add_argument("--models", nargs="+", default=["coc_tiny", "pointmlp_elite", "pointcoc_nano",
-                                                        "pointcoc_tiny", "pointcoc_small"])
+    parser.add_argument("--models", nargs="+", help="models to time (default: the whole zoo, pointcoc.list_models())")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--num-points", type=int, default=1024)
     parser.add_argument("--data-clouds", type=int, default=10_000)
     parser.add_argument("--out", type=Path, help="write benchmark.md, benchmark.csv and benchmark.png here")
+    add_allocator_arg(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    apply_cpu_allocator(args.cpu_allocator)
+    if args.models is None:
+        import pointcoc
+
+        args.models = pointcoc.list_models()
     device = torch.device(args.device)
     chosen = list(SECTIONS) if "all" in args.section else args.section
     log.info("device %s, torch %s, %d threads", device, torch.__version__, torch.get_num_threads())
     rows: list[dict] = []
     report = [f"device {device} ({'CUDA' if device.type == 'cuda' else 'CPU'} figures), torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads"]
+              f"{torch.get_num_threads()} threads, --cpu-allocator {args.cpu_allocator}"]
     for name in chosen:
         part = SECTIONS[name](args, device)
         rows += part

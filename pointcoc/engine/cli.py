@@ -10,9 +10,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pointcoc.engine.config import parse_config
+from pointcoc.engine.runtime import CPU_ALLOCATORS, apply_cpu_allocator
 from pointcoc.engine.trainer import Task, fit
 
-__all__ = ["run", "setup_logging", "add_common_args"]
+__all__ = ["run", "setup_logging", "add_common_args", "add_allocator_arg"]
 
 log = logging.getLogger("pointcoc.train")
 
@@ -28,6 +29,14 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-grad", type=float, help="clip the gradient norm to this value")
     p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
     p.add_argument("--stop-after-epoch", type=int, help="end this process after that epoch (resume later)")
+    add_allocator_arg(p)
+
+
+def add_allocator_arg(p: argparse.ArgumentParser) -> None:
+    """``--cpu-allocator``: keep freed memory for reuse (default, faster on CPU) or leave malloc as is."""
+    p.add_argument("--cpu-allocator", choices=CPU_ALLOCATORS, default="reuse",
+                   help="reuse: keep freed memory in the process (20-40%% faster CPU steps, a little more "
+                        "resident memory); system: the C library's default (see pointcoc.engine.runtime)")
 
 
 def setup_logging() -> None:
@@ -43,6 +52,7 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     """Parse, resolve and train; a configuration error prints one line and exits with code 2."""
     cfg = resolve(parse_config(parser, argv))
     setup_logging()
+    apply_cpu_allocator(cfg["cpu_allocator"])
     try:
         return fit(cfg, make_task(cfg))
     except ValueError as err:

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from pointcoc import data as pdata
-from pointcoc.engine.cli import setup_logging
+from pointcoc.engine.cli import add_allocator_arg, setup_logging
 from pointcoc.engine.distributed import cleanup_distributed, init_distributed
 from pointcoc.engine.images import ImageTask, image_transforms
 from pointcoc.engine.points import DEFAULT_ROOTS, PointTask, VotingTask
+from pointcoc.engine.runtime import apply_cpu_allocator
 from pointcoc.engine.trainer import make_loader, evaluate
 from pointcoc.models import create_model, list_models, load_checkpoint, model_kind
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--output", help="also write the metrics to this JSON file")
+    add_allocator_arg(p)
     return p
 
 
@@ -88,6 +90,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cfg = vars(build_parser().parse_args(argv))
     setup_logging()
+    apply_cpu_allocator(cfg["cpu_allocator"])
     try:
         metrics = validate(cfg)
     except ValueError as err:
