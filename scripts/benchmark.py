@@ -7,9 +7,10 @@ another's: on CPU the peak resident size above the inputs (Linux ``VmHWM``,
 reset through ``/proc/self/clear_refs`` after the set-up and one warm-up run),
 on CUDA ``torch.cuda.max_memory_allocated`` after a warm-up run. Timings run
 with ``--cpu-allocator reuse`` (the training scripts' default, see
-``pointcoc.engine.runtime``); the memory processes keep the system allocator,
-whose resident size follows the live tensors (with ``reuse`` the process keeps
-freed blocks, 4-10 % above that peak in training). Results: a markdown table per section on stderr, and with
+``pointcoc.engine.runtime``); the memory processes return freed blocks to the
+kernel (``release_freed_memory``), so their resident size follows the live
+tensors (with ``reuse`` a training process keeps freed blocks and stays 4-10 %
+above that peak). Results: a markdown table per section on stderr, and with
 ``--out DIR`` a ``benchmark.md``, ``benchmark.csv`` and ``benchmark.png``.
 
 Sections:
@@ -44,7 +45,7 @@ import torch.nn.functional as F
 
 from pointcoc.blocks import cluster_mix
 from pointcoc.engine.cli import add_allocator_arg
-from pointcoc.engine.runtime import apply_cpu_allocator
+from pointcoc.engine.runtime import apply_cpu_allocator, release_freed_memory
 
 log = logging.getLogger("pointcoc.benchmark")
 
@@ -81,6 +82,7 @@ def _status_mb(field: str) -> float:
 
 
 def _memory_worker(section: str, params: dict[str, Any], device: str, queue: Any) -> None:
+    release_freed_memory()  # freed blocks leave the process, so the warm-up run cannot hide the measured one's
     try:
         torch.set_num_threads(max(1, torch.get_num_threads()))
         fn = CASES[section](torch.device(device), **params)
@@ -302,6 +304,10 @@ SECTIONS = {"machine": bench_machine, "ops": bench_ops, "cluster": bench_cluster
 
 
 # ----------------------------------------------------------------------------- goals and output
+def _fmt_mb(mem: Any) -> str:
+    return f"{mem:,.1f}" if isinstance(mem, float) else str(mem)
+
+
 def goals(rows: list[dict]) -> list[dict]:
     """The performance goals, with the measured numbers and whether each is met."""
     out = []
@@ -320,7 +326,7 @@ def goals(rows: list[dict]) -> list[dict]:
     for r in big:
         mem = r.get("peak_mb")
         quadratic = 1e6 * 1e6 * 4 / 2**20
-        out.append({"goal": f"{r['case']} without O(N^2) memory", "measured": f"{r['ms'] / 1e3:.1f} s, peak {mem} MB "
+        out.append({"goal": f"{r['case']} without O(N^2) memory", "measured": f"{r['ms'] / 1e3:.1f} s, peak {_fmt_mb(mem)} MB "
                     f"(N^2 floats: {quadratic:,.0f} MB)", "met": isinstance(mem, float) and mem < 0.01 * quadratic})
     coc = next((r for r in rows if r["section"] == "models" and r["case"] == "coc_tiny"), None)
     if coc:

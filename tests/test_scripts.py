@@ -42,6 +42,7 @@ def test_benchmark_runs(tmp_path) -> None:
     report = (out / "benchmark.md").read_text()
     for section in ("## machine", "## ops", "## cluster", "## models", "## data"):
         assert section in report
+    assert "--cpu-allocator reuse" in report.splitlines()[0]  # the timings' allocator setting is reported
     rows = (out / "benchmark.csv").read_text().splitlines()
     assert rows[0].startswith("section,case") and len(rows) == 1 + 1 + 4 + 3 + 1 + 4
     assert (out / "benchmark.png").stat().st_size > 10_000

@@ -15,6 +15,10 @@ unless ``--cpu-allocator system`` is given. The same effect without code, for
 any PyTorch program, is the environment variable
 ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647``
 (set before Python starts).
+
+:func:`release_freed_memory` does the opposite, for memory measurements: every
+large freed block goes back to the kernel, so the peak resident size of a
+process follows its live tensors (``scripts/benchmark.py`` measures peaks so).
 """
 
 from __future__ import annotations
@@ -23,17 +27,43 @@ import ctypes
 import logging
 import platform
 
-__all__ = ["reuse_freed_memory", "CPU_ALLOCATORS", "apply_cpu_allocator"]
+__all__ = ["reuse_freed_memory", "release_freed_memory", "CPU_ALLOCATORS", "apply_cpu_allocator"]
 
 log = logging.getLogger(__name__)
 
 # mallopt(3) parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
 _INT_MAX = 2**31 - 1
 
 CPU_ALLOCATORS = ("reuse", "system")
-_applied = False
+_mode: str | None = None  # the mode set by this module: "reuse" or "release"
+
+
+def _mallopt(mode: str, settings: dict[int, int]) -> bool:
+    """Apply glibc ``mallopt`` settings once per process; False (nothing changed) off glibc Linux."""
+    global _mode
+    if _mode == mode:
+        return True
+    if _mode is not None:
+        raise RuntimeError(f"the allocator of this process is already set to {_mode!r}; cannot switch to {mode!r}")
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        log.debug("allocator %s: not a glibc Linux process (%s, %s); left as is", mode, platform.system(),
+                  platform.libc_ver()[0] or "unknown libc")
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = all(libc.mallopt(param, value) == 1 for param, value in settings.items())
+    except (OSError, AttributeError) as err:
+        log.warning("allocator %s: cannot call mallopt (%s); left as is", mode, err)
+        return False
+    if not ok:
+        log.warning("allocator %s: glibc refused the mallopt settings %s; left as is", mode, settings)
+        return False
+    _mode = mode
+    log.debug("allocator %s: mallopt %s", mode, settings)
+    return True
 
 
 def reuse_freed_memory() -> bool:
@@ -48,25 +78,22 @@ def reuse_freed_memory() -> bool:
         True when the settings are in effect (Linux with glibc), False elsewhere
         (other C libraries manage memory their own way; nothing is changed).
     """
-    global _applied
-    if _applied:
-        return True
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        log.debug("reuse_freed_memory: not a glibc Linux process (%s, %s); allocator left as is",
-                  platform.system(), platform.libc_ver()[0] or "unknown libc")
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
-    except (OSError, AttributeError) as err:
-        log.warning("reuse_freed_memory: cannot call mallopt (%s); allocator left as is", err)
-        return False
-    if not ok:
-        log.warning("reuse_freed_memory: glibc refused the mallopt settings; allocator left as is")
-        return False
-    _applied = True
-    log.debug("reuse_freed_memory: glibc keeps freed memory for reuse (mmap_max=0, trim_threshold=INT_MAX)")
-    return True
+    return _mallopt("reuse", {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: _INT_MAX})
+
+
+def release_freed_memory(threshold: int = 128 * 1024) -> bool:
+    """Return every freed block of at least ``threshold`` bytes to the kernel at once (for memory measurements).
+
+    glibc's default starts like this but raises its thresholds after the first
+    large ``free``, after which freed blocks stay resident and a process's peak
+    resident size no longer follows its live tensors. Fixing the mmap and trim
+    thresholds (``mallopt``) keeps it that way, so ``VmHWM`` measures the peak
+    of what a piece of code holds at once, also after a warm-up run.
+
+    Returns:
+        True when the settings are in effect (Linux with glibc), False elsewhere.
+    """
+    return _mallopt("release", {_M_MMAP_THRESHOLD: threshold, _M_TRIM_THRESHOLD: threshold})
 
 
 def apply_cpu_allocator(choice: str) -> bool:
@@ -77,4 +104,4 @@ def apply_cpu_allocator(choice: str) -> bool:
     """
     if choice not in CPU_ALLOCATORS:
         raise ValueError(f"--cpu-allocator must be one of {CPU_ALLOCATORS}, got {choice!r}")
-    return reuse_freed_memory() if choice == "reuse" else _applied
+    return reuse_freed_memory() if choice == "reuse" else _mode == "reuse"

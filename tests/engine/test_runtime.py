@@ -65,3 +65,44 @@ def test_training_cli_applies_the_choice(monkeypatch, tmp_path) -> None:
     assert points.main(base) == {"cpu_allocator": "reuse"}
     assert points.main([*base, "--cpu-allocator", "system"]) == {"cpu_allocator": "system"}
     assert seen == ["reuse", "system"]
+
+
+# A fresh process runs a 16 MB allocate-touch-free twice (the warm-up), then measures the peak resident size of a
+# third run above the resident size before it, as scripts/benchmark.py does.
+_PEAK = """
+import json, sys, torch
+from pointcoc.engine import runtime
+applied = runtime.release_freed_memory() if sys.argv[1] == "release" else False
+def touch():
+    t = torch.empty(4 * 2**20)  # 16 MB, below glibc's 32 MB dynamic-threshold cap
+    t.fill_(1.0)
+    del t
+def status(field):
+    return next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith(field + ":"))
+touch(); touch()
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")
+base = status("VmRSS")
+touch()
+print(json.dumps({"applied": applied, "peak_mb": status("VmHWM") - base}))
+"""
+
+
+@glibc_only
+def test_release_makes_the_resident_peak_follow_live_tensors() -> None:
+    def peak(mode: str) -> dict:
+        out = subprocess.run([sys.executable, "-c", _PEAK, mode], check=True, capture_output=True, text=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    release, system = peak("release"), peak("system")
+    assert release["applied"] is True
+    assert 15 < release["peak_mb"] < 20, release  # the 16 MB tensor is seen
+    # With glibc's dynamic thresholds the warm-up's freed block stays resident and hides the tensor.
+    assert system["peak_mb"] < 4, system
+
+
+def test_one_process_cannot_switch_between_modes(monkeypatch) -> None:
+    monkeypatch.setattr(runtime, "_mode", "release")
+    with pytest.raises(RuntimeError, match="already set to 'release'"):
+        runtime.reuse_freed_memory()
+    assert runtime.release_freed_memory() is True
