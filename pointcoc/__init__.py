@@ -11,11 +11,13 @@ __version__ = "0.1.0"
 
 import warnings
 
-# Importing torch-geometric 2.8 warns twice about its own code: it calls torch.jit.script (deprecated
-# in recent torch), and it ignores torch-cluster in favour of pyg-lib (pointcoc calls torch-cluster
-# directly, so nothing is lost). Neither is the user's to act on; both are silenced for that import only.
+# Importing torch-geometric 2.8 warns twice about its own code: it calls torch.jit.script
+# (deprecated in recent torch, unsupported on Python 3.14), and it ignores torch-cluster in favour
+# of pyg-lib (pointcoc calls torch-cluster directly, so nothing is lost). Neither is the user's to
+# act on; both are silenced for that import only.
 with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is (deprecated|not supported)",
+                            category=FutureWarning)
     warnings.filterwarnings("ignore", message=r"'torch-cluster' is no longer necessary", category=DeprecationWarning)
     import torch_geometric  # noqa: F401
 

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from pointcoc.blocks import cluster_mix
 from pointcoc.engine.cli import add_allocator_arg
-from pointcoc.engine.runtime import apply_cpu_allocator, release_freed_memory
+from pointcoc.engine.runtime import apply_cpu_allocator, release_freed_memory, trim_freed_memory
 
 log = logging.getLogger("pointcoc.benchmark")
 
@@ -108,6 +108,7 @@ def _memory_worker(section: str, params: dict[str, Any], device: str, queue: Any
 
 def peak_memory_mb(section: str, params: dict[str, Any], device: torch.device, timeout: float = 1800) -> float | str:
     """Peak memory (MB) of one run of a case, measured in a fresh process."""
+    trim_freed_memory()  # this process may keep GBs of freed timing buffers; return them before another starts
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_memory_worker, args=(section, params, str(device), queue))

@@ -52,8 +52,8 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     """Parse, resolve and train; a configuration error prints one line and exits with code 2."""
     cfg = resolve(parse_config(parser, argv))
     setup_logging()
-    apply_cpu_allocator(cfg["cpu_allocator"])
     try:
+        apply_cpu_allocator(cfg["cpu_allocator"])
         return fit(cfg, make_task(cfg))
     except ValueError as err:
         log.error("error: %s", err, exc_info=log.isEnabledFor(logging.DEBUG) and bool(os.environ.get("POINTCOC_DEBUG")))

@@ -33,7 +33,12 @@ def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
         unknown = sorted(k for k in (key.replace("-", "_") for key in values) if k not in known)
         if unknown:
             parser.error(f"--config {path}: unknown keys {unknown}")
-        parser.set_defaults(**{k.replace("-", "_"): v for k, v in values.items()})
+        values = {k.replace("-", "_"): v for k, v in values.items()}
+        for action in parser._actions:  # set_defaults skips argparse's own `choices` check
+            if action.choices is not None and action.dest in values and values[action.dest] not in action.choices:
+                parser.error(f"--config {path}: {action.dest} must be one of {list(action.choices)}, "
+                             f"got {values[action.dest]!r}")
+        parser.set_defaults(**values)
     args = parser.parse_args(argv)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 

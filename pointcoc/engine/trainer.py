@@ -34,6 +34,7 @@ from pointcoc.engine.config import save_config
 from pointcoc.engine.distributed import DistInfo, cleanup_distributed, init_distributed
 from pointcoc.engine.logger import RunLogger
 from pointcoc.engine.metrics import ClassificationMeter
+from pointcoc.engine.runtime import trim_freed_memory
 from pointcoc.models import read_checkpoint
 
 __all__ = ["Task", "DataBundle", "fit", "evaluate", "ShardSampler", "RUN_FILES", "autocast_context", "make_loader"]
@@ -166,6 +167,8 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def _progress(iterable: Any, desc: str, dist: DistInfo, total: int) -> Any:
+    if isinstance(iterable, DataLoader) and iterable.num_workers > 0:
+        trim_freed_memory()  # the workers start when iteration begins; do not let them pin the kept memory
     enabled = dist.is_main and sys.stderr.isatty()
     return tqdm(iterable, desc=desc, total=total, disable=not enabled, dynamic_ncols=True, leave=False)
 

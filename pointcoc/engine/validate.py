@@ -90,8 +90,8 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cfg = vars(build_parser().parse_args(argv))
     setup_logging()
-    apply_cpu_allocator(cfg["cpu_allocator"])
     try:
+        apply_cpu_allocator(cfg["cpu_allocator"])
         metrics = validate(cfg)
     except ValueError as err:
         log.error("error: %s", err)

@@ -106,3 +106,11 @@ def test_config_file_and_command_line(tmp_path) -> None:
     with pytest.raises(SystemExit) as exc:
         parse_config(parser, ["--config", str(tmp_path / "bad.yaml")])
     assert exc.value.code == 2
+    # A value outside an option's choices is refused like on the command line (set_defaults skips that check).
+    parser.add_argument("--cpu-allocator", choices=["reuse", "system"], default="reuse")
+    (tmp_path / "choice.yaml").write_text("cpu_allocator: jemalloc\n")
+    with pytest.raises(SystemExit) as exc:
+        parse_config(parser, ["--config", str(tmp_path / "choice.yaml")])
+    assert exc.value.code == 2
+    (tmp_path / "ok.yaml").write_text("cpu-allocator: system\n")
+    assert parse_config(parser, ["--config", str(tmp_path / "ok.yaml")])["cpu_allocator"] == "system"

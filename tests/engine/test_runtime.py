@@ -1,8 +1,13 @@
-"""The CPU allocator setting: freed memory is reused (no page faults on the next step), and the CLI applies it."""
+"""The CPU allocator settings: freed memory is reused (no page faults on the next step) or released (peaks are
+measurable), kept memory can be trimmed, and the commands apply ``--cpu-allocator``.
+
+The probes run in fresh processes with a clean allocator environment and transparent huge pages off, so that a
+page fault is one 4 KB page and glibc behaves as shipped."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -12,39 +17,73 @@ import pytest
 from pointcoc.engine import cli, points, runtime
 
 glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                                reason="the allocator setting applies to glibc Linux processes only")
+                                reason="the allocator settings apply to glibc Linux processes only")
 
-# A fresh process runs training steps of an MLP whose activations are 64 MB each and counts the page
-# faults of three steps after three warm-up steps.
-_PROBE = """
-import json, resource, sys, torch
-from pointcoc.engine.runtime import apply_cpu_allocator
-applied = apply_cpu_allocator(sys.argv[1])
+_PRELUDE = """
+import ctypes, json, resource, sys, torch
+ctypes.CDLL("libc.so.6").prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE: one fault = one 4 KB page
+from pointcoc.engine import runtime
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+def status(field):
+    return next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith(field + ":"))
+"""
+
+# Training steps of an MLP whose activations are 64 MB each: page faults of three steps after three warm-up steps.
+_STEPS = _PRELUDE + """
+applied = runtime.apply_cpu_allocator(sys.argv[1])
 torch.manual_seed(0)
 net = torch.nn.Sequential(torch.nn.Linear(64, 512), torch.nn.GELU(), torch.nn.Linear(512, 64))
 x = torch.randn(32768, 64)
 def step():
     net.zero_grad(set_to_none=True)
     net(x).square().mean().backward()
-def faults():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(3):
     step()
 before = faults()
 for _ in range(3):
     step()
-print(json.dumps({"applied": applied, "faults": faults() - before, "pages": 3 * 64 * 2**20 // resource.getpagesize()}))
+print(json.dumps({"applied": applied, "faults": faults() - before, "pages": 3 * 64 * 2**20 // 4096}))
+"""
+
+# A 16 MB allocate-touch-free twice (warm-up), then the resident peak of a third run above the resident size before
+# it, as scripts/benchmark.py measures.
+_PEAK = _PRELUDE + """
+applied = runtime.release_freed_memory() if sys.argv[1] == "release" else False
+def touch():
+    t = torch.empty(4 * 2**20)  # 16 MB, below glibc's 32 MB dynamic-threshold cap
+    t.fill_(1.0)
+    del t
+touch(); touch()
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")
+base = status("VmRSS")
+touch()
+print(json.dumps({"applied": applied, "peak_mb": status("VmHWM") - base}))
+"""
+
+# Memory kept after freeing 256 MB, then after trim_freed_memory.
+_TRIM = _PRELUDE + """
+runtime.reuse_freed_memory()
+base = status("VmRSS")
+t = torch.ones(64 * 2**20)
+del t
+kept = status("VmRSS") - base
+runtime.trim_freed_memory()
+print(json.dumps({"kept_mb": kept, "after_trim_mb": status("VmRSS") - base}))
 """
 
 
-def _probe(choice: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", _PROBE, choice], check=True, capture_output=True, text=True)
+def _run(code: str, *args: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "LD_PRELOAD") and not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @glibc_only
 def test_reuse_keeps_freed_memory_and_system_does_not() -> None:
-    reuse, system = _probe("reuse"), _probe("system")
+    reuse, system = _run(_STEPS, "reuse"), _run(_STEPS, "system")
     assert reuse["applied"] is True and system["applied"] is False
     # The system allocator maps every large activation afresh: each step faults in several 64 MB blocks.
     assert system["faults"] > system["pages"], system
@@ -52,9 +91,44 @@ def test_reuse_keeps_freed_memory_and_system_does_not() -> None:
     assert reuse["faults"] < system["faults"] / 5, (reuse, system)
 
 
+@glibc_only
+def test_release_makes_the_resident_peak_follow_live_tensors() -> None:
+    release, system = _run(_PEAK, "release"), _run(_PEAK, "system")
+    assert release["applied"] is True
+    assert 15 < release["peak_mb"] < 20, release  # the 16 MB tensor is seen
+    # With glibc's dynamic thresholds the warm-up's freed block stays resident and hides the tensor.
+    assert system["peak_mb"] < 4, system
+
+
+@glibc_only
+def test_trim_returns_kept_memory() -> None:
+    res = _run(_TRIM)
+    assert res["kept_mb"] > 200, res  # reuse keeps the freed 256 MB resident ...
+    assert res["after_trim_mb"] < 50, res  # ... until it is trimmed (before data-loader workers fork)
+
+
 def test_bad_choice_names_the_option() -> None:
     with pytest.raises(ValueError, match="--cpu-allocator"):
-        runtime.apply_cpu_allocator("jemalloc")
+        runtime.apply_cpu_allocator("jemalloc")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threshold"):
+        runtime.release_freed_memory(threshold=2**31)
+
+
+def test_one_process_cannot_switch_between_modes(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(runtime, "_mode", "release")
+    with pytest.raises(RuntimeError, match="already set to 'release'"):
+        runtime.reuse_freed_memory()
+    assert runtime.release_freed_memory() is True
+    monkeypatch.setattr(runtime, "_mode", "reuse")
+    assert runtime.apply_cpu_allocator("system") is True  # cannot be undone: said so in a warning
+    assert "still does" in caplog.text
+
+
+def test_a_preloaded_allocator_is_left_alone(monkeypatch) -> None:
+    monkeypatch.setattr(runtime, "_mode", None)
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    assert runtime.reuse_freed_memory() is False
+    assert runtime._mode is None
 
 
 def test_training_cli_applies_the_choice(monkeypatch, tmp_path) -> None:
@@ -65,44 +139,3 @@ def test_training_cli_applies_the_choice(monkeypatch, tmp_path) -> None:
     assert points.main(base) == {"cpu_allocator": "reuse"}
     assert points.main([*base, "--cpu-allocator", "system"]) == {"cpu_allocator": "system"}
     assert seen == ["reuse", "system"]
-
-
-# A fresh process runs a 16 MB allocate-touch-free twice (the warm-up), then measures the peak resident size of a
-# third run above the resident size before it, as scripts/benchmark.py does.
-_PEAK = """
-import json, sys, torch
-from pointcoc.engine import runtime
-applied = runtime.release_freed_memory() if sys.argv[1] == "release" else False
-def touch():
-    t = torch.empty(4 * 2**20)  # 16 MB, below glibc's 32 MB dynamic-threshold cap
-    t.fill_(1.0)
-    del t
-def status(field):
-    return next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith(field + ":"))
-touch(); touch()
-with open("/proc/self/clear_refs", "w") as fh:
-    fh.write("5")
-base = status("VmRSS")
-touch()
-print(json.dumps({"applied": applied, "peak_mb": status("VmHWM") - base}))
-"""
-
-
-@glibc_only
-def test_release_makes_the_resident_peak_follow_live_tensors() -> None:
-    def peak(mode: str) -> dict:
-        out = subprocess.run([sys.executable, "-c", _PEAK, mode], check=True, capture_output=True, text=True)
-        return json.loads(out.stdout.strip().splitlines()[-1])
-
-    release, system = peak("release"), peak("system")
-    assert release["applied"] is True
-    assert 15 < release["peak_mb"] < 20, release  # the 16 MB tensor is seen
-    # With glibc's dynamic thresholds the warm-up's freed block stays resident and hides the tensor.
-    assert system["peak_mb"] < 4, system
-
-
-def test_one_process_cannot_switch_between_modes(monkeypatch) -> None:
-    monkeypatch.setattr(runtime, "_mode", "release")
-    with pytest.raises(RuntimeError, match="already set to 'release'"):
-        runtime.reuse_freed_memory()
-    assert runtime.release_freed_memory() is True
