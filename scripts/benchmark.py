@@ -23,7 +23,7 @@ Sections:
     data      HDF5 split load time (seconds per 10k clouds)
 
 Usage:
-    python scripts/benchmark.py --out runs/bench                    # everything (about 15-20 minutes on 2 cores)
+    python scripts/benchmark.py --out runs/bench                    # everything, whole zoo (21 minutes on 2 cores)
     python scripts/benchmark.py --section cluster --no-memory       # one section, timings only
     python scripts/benchmark.py --section models --models coc_tiny pointcoc_tiny --batch-size 16
 """

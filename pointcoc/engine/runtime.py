@@ -88,7 +88,10 @@ def _mallopt(mode: str, settings: dict[int, int]) -> bool:
         log.warning("CPU allocator %s: glibc refused the mallopt parameters %s of %s", mode, refused, settings)
         return False
     _mode = mode
-    log.info("CPU allocator: %s freed memory (mallopt %s)", "keeps" if mode == "reuse" else "releases", settings)
+    names = {_M_TRIM_THRESHOLD: "M_TRIM_THRESHOLD", _M_MMAP_THRESHOLD: "M_MMAP_THRESHOLD", _M_MMAP_MAX: "M_MMAP_MAX"}
+    log.info("CPU allocator: freed memory is %s (glibc mallopt %s)",
+             "kept for reuse" if mode == "reuse" else "returned to the kernel",
+             ", ".join(f"{names[param]}={value}" for param, value in settings.items()))
     return True
 
 
