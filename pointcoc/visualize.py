@@ -89,10 +89,14 @@ def mixer_name(model: nn.Module, stage: int, block: int) -> str:
     return f"{prefix(stage)}.{block}.token_mixer"
 
 
-def _record(model: nn.Module, name: str, head: int, *inputs: Tensor) -> ClusterAssignment:
-    """Run ``model(*inputs)`` in eval mode without gradients and return the assignment ``name`` recorded."""
+def _record(model: nn.Module, name: str, head: int, *inputs: Tensor | None) -> ClusterAssignment:
+    """Run ``model(*inputs)`` in eval mode without gradients and return the assignment ``name`` recorded.
+
+    The inputs (``None`` passes through) are moved to the model's device and dtype."""
     mixer = model.get_submodule(name)
     _check_index(head, mixer.heads, "head", f"block {name!r}")
+    param = next(model.parameters())
+    inputs = tuple(None if t is None else t.to(param.device, param.dtype) for t in inputs)
     was_training = model.training
     model.eval()
     try:
@@ -132,15 +136,11 @@ def image_assignment_map(model: nn.Module, image: Tensor, stage: int = 0, block:
     if isinstance(model, PointCoC):
         raise ValueError("image_assignment_map needs a CoC image model, got a PointCoC point model; "
                          "use point_assignments")
-    if not isinstance(model, CoC):
-        mixer_name(model, stage, block)  # raises the explanatory error for other models
+    name = mixer_name(model, stage, block)  # also the explanatory error for models without clusters
     if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != model.in_chans:
         shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
         raise ValueError(f"`image` must be a tensor [{model.in_chans}, H, W] (one normalised image), got {shape}")
-    name = mixer_name(model, stage, block)
-    param = next(model.parameters())
-    record = _record(model, name, head, image.unsqueeze(0).to(param.device, param.dtype))
-    return record.clusters[0, head].long().cpu()
+    return _record(model, name, head, image.unsqueeze(0)).clusters[0, head].long().cpu()
 
 
 def point_assignments(model: nn.Module, pos: Tensor, stage: int = 0, block: int = 0, head: int = 0,
@@ -171,15 +171,9 @@ def point_assignments(model: nn.Module, pos: Tensor, stage: int = 0, block: int 
     if not isinstance(pos, Tensor) or pos.dim() != 2:
         shape = tuple(pos.shape) if isinstance(pos, Tensor) else type(pos).__name__
         raise ValueError(f"`pos` must be a tensor [N, {model.pos_dim}] (one cloud), got {shape}")
-    param = next(model.parameters())
-    if x is not None:
-        x = x.to(param.device, param.dtype)
-    record = _record(model, name, head, pos.to(param.device, param.dtype), x)
-    if record.pos is None:
-        raise ValueError(f"{name!r} recorded no point positions; it cannot be drawn as a point cloud")
-    positions = record.pos.reshape(-1, record.pos.shape[-1]).cpu()
-    ids = record.clusters.reshape(-1, record.clusters.shape[-1])[:, head].long().cpu()
-    return positions, ids
+    record = _record(model, name, head, pos, x)
+    assert record.pos is not None  # PointCoC passes positions to every mixer, in the flat layout
+    return record.pos.cpu(), record.clusters[:, head].long().cpu()
 
 
 # ----------------------------------------------------------------------------- colours and maps

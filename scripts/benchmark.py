@@ -84,7 +84,6 @@ def _status_mb(field: str) -> float:
 def _memory_worker(section: str, params: dict[str, Any], device: str, queue: Any) -> None:
     release_freed_memory()  # freed blocks leave the process, so the warm-up run cannot hide the measured one's
     try:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         fn = CASES[section](torch.device(device), **params)
         dev = torch.device(device)
         if dev.type == "cuda":
@@ -126,12 +125,17 @@ def _naive_knn(pos: torch.Tensor, query: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cdist(query, pos).topk(k, largest=False).indices
 
 
+def _samples(n: int) -> int:
+    """FPS samples / kNN queries of an ops case on ``n`` points."""
+    return min(1024, max(1, n // 4))
+
+
 def case_ops(device: torch.device, op: str, impl: str, n: int, batch: int) -> Callable[[], object]:
     from pointcoc.ops import fps, fps_padded, knn
 
     gen = torch.Generator().manual_seed(0)
     pos = torch.rand(batch, n, 3, generator=gen).to(device)
-    s = min(1024, max(1, n // 4))
+    s = _samples(n)
     if op == "fps":
         return (lambda: fps(pos, s)) if impl == "torch-cluster" else (lambda: fps_padded(pos, s))
     query = pos[:, torch.randperm(n, generator=gen)[:s].to(device)]
@@ -202,6 +206,7 @@ def case_model(device: torch.device, name: str, mode: str, batch: int, img_size:
             with torch.no_grad():
                 model(x)
 
+        infer.model = model  # type: ignore[attr-defined]
         return infer
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
@@ -211,6 +216,7 @@ def case_model(device: torch.device, name: str, mode: str, batch: int, img_size:
         model(x).float().logsumexp(-1).mean().backward()
         opt.step()
 
+    train_step.model = model  # type: ignore[attr-defined]
     return train_step
 
 
@@ -239,13 +245,13 @@ def bench_ops(args: argparse.Namespace, device: torch.device) -> list[dict]:
                 continue
             for op in ("fps", "knn"):
                 for impl in ("torch-cluster", "pure torch"):
-                    if impl == "pure torch" and op == "knn" and n * min(1024, n // 4) * batch > 2e8:
+                    if impl == "pure torch" and op == "knn" and n * _samples(n) * batch > 2e8:
                         continue  # the brute-force reference needs S x N distances: several GB at this size
                     params = {"op": op, "impl": impl, "n": n, "batch": batch}
                     fn = case_ops(device, **params)
                     t = measure(fn, device, 1, args.repeats if n <= 100_000 else 1)
                     rows.append({"section": "ops", "case": f"{op} N={n:,} B={batch}", "impl": impl,
-                                 "ms": 1e3 * t, "peak_mb": _memory(args, "ops", params, device)})
+                                 "ms": 1e3 * t, "peak_mb": _memory(args, "ops", params, device), "_params": params})
                     log.info("ops %s %s %s: %.1f ms", op, impl, n, 1e3 * t)
     return rows
 
@@ -258,12 +264,13 @@ def bench_cluster(args: argparse.Namespace, device: torch.device) -> list[dict]:
                 params = {"impl": impl, "groups": args.cluster_groups, "n": n, "m": m, "c": args.cluster_channels}
                 if impl == "dense" and args.cluster_groups * n * m * args.cluster_channels * 4 > 2**31:
                     rows.append({"section": "cluster", "case": f"n={n} M={m}", "impl": impl, "forward_ms": None,
-                                 "fwd_bwd_ms": None, "peak_mb": "skipped (> 2 GB per tensor)"})
+                                 "fwd_bwd_ms": None, "peak_mb": "skipped (> 2 GB per tensor)", "_params": params})
                     continue
                 fwd = measure(case_cluster(device, backward=False, **params), device, 1, args.repeats)
                 fb = measure(case_cluster(device, **params), device, 1, args.repeats)
                 rows.append({"section": "cluster", "case": f"n={n} M={m}", "impl": impl, "forward_ms": 1e3 * fwd,
-                             "fwd_bwd_ms": 1e3 * fb, "peak_mb": _memory(args, "cluster", params, device)})
+                             "fwd_bwd_ms": 1e3 * fb, "peak_mb": _memory(args, "cluster", params, device),
+                             "_params": params})
                 log.info("cluster n=%d M=%d %s: %.1f ms", n, m, impl, 1e3 * fb)
     return rows
 
@@ -285,9 +292,7 @@ def bench_models(args: argparse.Namespace, device: torch.device) -> list[dict]:
                 with FlopCounterMode(display=False) as counter:
                     fn()
                 row["train_gflops_s"] = counter.get_total_flops() / t / 1e9
-        import pointcoc
-
-        row["params"] = sum(p.numel() for p in pointcoc.create_model(name).parameters())
+        row["params"] = sum(p.numel() for p in fn.model.parameters())  # type: ignore[attr-defined]
         rows.append(row)
         log.info("model %s: %.1f / %.1f samples/s", name, row["infer_samples_s"], row["train_samples_s"])
     return rows
@@ -315,7 +320,7 @@ def goals(rows: list[dict]) -> list[dict]:
     by = {(r["section"], r["case"], r.get("impl")): r for r in rows}
     peak = next((r["gflops"] for r in rows if r["section"] == "machine"), None)
     for r in rows:
-        if r["section"] == "cluster" and r["impl"] == "pointcoc" and r["case"].endswith("M=49"):
+        if r["section"] == "cluster" and r["impl"] == "pointcoc" and r["_params"]["m"] == 49:
             dense = by.get(("cluster", r["case"], "dense"))
             if dense and isinstance(dense.get("peak_mb"), float) and isinstance(r.get("peak_mb"), float):
                 ratio = dense["peak_mb"] / max(r["peak_mb"], 1e-3)
@@ -323,7 +328,8 @@ def goals(rows: list[dict]) -> list[dict]:
                 out.append({"goal": f"cluster op at 49 centres ({r['case']}): several times less memory than dense, "
                             "equal or better speed", "measured": f"{ratio:.1f}x less memory, {speed:.1f}x the speed",
                             "met": ratio >= 3 and speed >= 1})
-    big = [r for r in rows if r["section"] == "ops" and r["impl"] == "torch-cluster" and "N=1,000,000" in r["case"]]
+    big = [r for r in rows if r["section"] == "ops" and r["impl"] == "torch-cluster"
+           and r["_params"]["n"] == 1_000_000 and r["_params"]["batch"] == 1]
     for r in big:
         mem = r.get("peak_mb")
         quadratic = 1e6 * 1e6 * 4 / 2**20
@@ -345,7 +351,7 @@ def goals(rows: list[dict]) -> list[dict]:
 def markdown(rows: list[dict]) -> str:
     if not rows:
         return ""
-    keys = list(dict.fromkeys(k for r in rows for k in r if k != "section"))
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "section" and not k.startswith("_")))
 
     def fmt(v: Any) -> str:
         if isinstance(v, float):
@@ -365,22 +371,22 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     ops = [r for r in rows if r["section"] == "ops"]
-    for (op, impl) in sorted({(r["case"].split()[0], r["impl"]) for r in ops}):
-        pts = sorted((int(r["case"].split("N=")[1].split()[0].replace(",", "")), r["ms"]) for r in ops
-                     if r["case"].startswith(op) and r["impl"] == impl and r["case"].endswith("B=1"))
+    for (op, impl) in sorted({(r["_params"]["op"], r["impl"]) for r in ops}):
+        pts = sorted((r["_params"]["n"], r["ms"]) for r in ops
+                     if r["_params"]["op"] == op and r["impl"] == impl and r["_params"]["batch"] == 1)
         if pts:
             axes[0].loglog(*zip(*pts), marker="o", label=f"{op} {impl}")
     axes[0].set(xlabel="points", ylabel="ms", title="fps (1024 samples) / knn (k=16)")
     clus = [r for r in rows if r["section"] == "cluster" and r.get("fwd_bwd_ms") is not None]
-    for n in sorted({r["case"].split()[0] for r in clus}):
+    for n in sorted({r["_params"]["n"] for r in clus}):
         for impl in CLUSTER_IMPLS:
-            pts = sorted((int(r["case"].split("M=")[1]), r["fwd_bwd_ms"], r.get("peak_mb")) for r in clus
-                         if r["case"].startswith(n + " ") and r["impl"] == impl)
+            pts = sorted((r["_params"]["m"], r["fwd_bwd_ms"], r.get("peak_mb")) for r in clus
+                         if r["_params"]["n"] == n and r["impl"] == impl)
             if pts:
-                axes[1].loglog([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{impl} {n}")
+                axes[1].loglog([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{impl} n={n}")
                 mem = [(p[0], p[2]) for p in pts if isinstance(p[2], float)]
                 if mem:
-                    axes[2].loglog(*zip(*mem), marker="s", label=f"{impl} {n}")
+                    axes[2].loglog(*zip(*mem), marker="s", label=f"{impl} n={n}")
     axes[1].set(xlabel="centres M", ylabel="forward + backward ms", title="cluster step time")
     axes[2].set(xlabel="centres M", ylabel="peak MB", title="cluster step peak memory")
     for ax in axes:
@@ -436,9 +442,9 @@ def main() -> None:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "benchmark.md").write_text("\n".join(report) + "\n")
-        keys = list(dict.fromkeys(k for r in rows for k in r))
+        keys = list(dict.fromkeys(k for r in rows for k in r if not k.startswith("_")))  # "_params": internal
         with (args.out / "benchmark.csv").open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
         plot(rows, args.out / "benchmark.png")

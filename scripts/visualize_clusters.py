@@ -132,7 +132,7 @@ def build_model(cfg: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
 def load_image(path: str | Path, model: nn.Module, img_size: int) -> tuple[Tensor, np.ndarray]:
     """An image as the model sees it: ``[3, S, S]`` normalised (the model's timm eval transform) and the same
     resized/cropped image as uint8 RGB ``[S, S, 3]``."""
-    from timm.data import create_transform, resolve_data_config
+    from pointcoc.engine.images import eval_image_transform
 
     if img_size < 1:
         raise ValueError(f"--img-size must be positive, got {img_size}")
@@ -144,9 +144,7 @@ def load_image(path: str | Path, model: nn.Module, img_size: int) -> tuple[Tenso
             img = img.convert("RGB")
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"--image {str(path)!r} is not a readable image: {err}") from err
-    data_cfg = resolve_data_config({"input_size": (3, img_size, img_size)}, model=model)
-    transform = create_transform(img_size, is_training=False, interpolation=data_cfg["interpolation"],
-                                 mean=data_cfg["mean"], std=data_cfg["std"], crop_pct=data_cfg["crop_pct"])
+    transform, data_cfg = eval_image_transform(img_size, model)  # what validation sees
     x = transform(img)
     mean = torch.tensor(data_cfg["mean"]).view(-1, 1, 1)
     std = torch.tensor(data_cfg["std"]).view(-1, 1, 1)
@@ -247,7 +245,7 @@ def visualize(cfg: dict[str, Any]) -> Path:
         log.info("wrote %s: %d clusters on the %dx%d map of a %dx%d image", out, assignment.unique().numel(),
                  *assignment.shape, *rgb.shape[:2])
     else:
-        views = parse_views(cfg.get("views") or ";".join(f"{e},{a}" for e, a in DEFAULT_VIEWS))
+        views = parse_views(cfg["views"]) if cfg.get("views") else list(DEFAULT_VIEWS)
         num_points = cfg.get("num_points")
         if num_points is None:
             num_points = int(train_cfg.get("num_points") or 1024)

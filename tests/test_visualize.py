@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,19 +16,12 @@ from pointcoc.blocks import record_assignments
 from pointcoc.models import CoC, PointMLP, create_model
 from pointcoc.visualize import (cluster_colors, draw_image_clusters, draw_point_clusters, image_assignment_map,
                                 mixer_name, point_assignments, upsample_nearest)
+from scripts_loader import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "visualize_clusters.py"
 # two stages: 8x8 map in 2x2 windows of 2x2 centres (16 clusters), then a 4x4 map, one window of 2x1 centres
 SMALL_COC = dict(depths=(1, 1), dims=(16, 24), mlp_ratios=(2, 2), heads=(2, 2), head_dims=(8, 8),
                  centers=((2, 2), (2, 1)), regions=((2, 2), (1, 1)), num_classes=5)
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("visualize_clusters", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -80,9 +71,12 @@ def test_image_map_regions_hold_their_own_clusters(coc) -> None:
 
 def test_image_map_keeps_the_model_mode(coc) -> None:
     coc.train()
+    seen: list[bool] = []
+    coc.register_forward_pre_hook(lambda module, args: seen.append(module.training))
     image = torch.randn(3, 32, 32)
     amap = image_assignment_map(coc, image, 0, 0, 0)
-    assert coc.training
+    assert seen == [False]  # the forward pass ran in eval mode ...
+    assert coc.training  # ... and the caller's mode is back
     torch.testing.assert_close(amap, image_assignment_map(coc.eval(), image, 0, 0, 0), rtol=0, atol=0)
 
 
@@ -223,7 +217,7 @@ def test_draw_point_clusters_bad_arguments(tmp_path) -> None:
 
 # ----------------------------------------------------------------------------- the script, in process
 def test_script_reads_point_files(tmp_path) -> None:
-    script = load_script()
+    script = load_script("visualize_clusters")
     cloud = np.random.default_rng(0).normal(size=(2000, 6)) * 5 + 3
     np.save(tmp_path / "c.npy", cloud.astype(np.float32))
     pos, label = script.load_points(str(tmp_path / "c.npy"), 512)
@@ -247,7 +241,7 @@ def test_script_reads_point_files(tmp_path) -> None:
 
 
 def test_script_checkpoints(tmp_path) -> None:
-    script = load_script()
+    script = load_script("visualize_clusters")
     trained = create_model("pointcoc_nano", num_classes=7)
     state = trained.state_dict()
     ckpt = tmp_path / "last.pt"  # the training engine's layout
@@ -273,7 +267,7 @@ def test_script_loads_an_upstream_image_checkpoint(fixtures_dir, tmp_path) -> No
     fx = torch.load(fixtures_dir / "image_coc_tiny.pt", weights_only=True)
     path = tmp_path / "coc_tiny.pth.tar"
     torch.save({"state_dict": fx["state_dict"], "epoch": 3}, path)
-    model, _ = load_script().build_model({"model": "coc_tiny", "checkpoint": str(path)})
+    model, _ = load_script("visualize_clusters").build_model({"model": "coc_tiny", "checkpoint": str(path)})
     head = [k for k in fx["state_dict"] if k.endswith("head.weight")][0]
     assert model.num_classes == fx["state_dict"][head].shape[0]
     with torch.no_grad():
@@ -285,7 +279,7 @@ def test_script_bad_argument_exits_2(tmp_path, caplog) -> None:
     np.save(tmp_path / "cloud.npy", np.random.default_rng(1).normal(size=(300, 3)).astype(np.float32))
     out = tmp_path / "bad.png"
     with pytest.raises(SystemExit) as exit_info:
-        load_script().main(["--model", "pointcoc_nano", "--points", str(tmp_path / "cloud.npy"), "--head", "5",
+        load_script("visualize_clusters").main(["--model", "pointcoc_nano", "--points", str(tmp_path / "cloud.npy"), "--head", "5",
                             "--output", str(out)])
     assert exit_info.value.code == 2
     errors = [r for r in caplog.records if r.levelname == "ERROR"]

@@ -93,6 +93,14 @@ def cluster_mix(feat: Tensor, value: Tensor, centers: Tensor, value_centers: Ten
         return sim.max(dim=-2).indices  # first maximum, as upstream; 10x faster than argmax over dim -2 on CPU
 
     mask = None if point_mask is None else point_mask.to(feat.dtype)
+
+    def per_centre(assign: Tensor, x: Tensor) -> Tensor:  # sum of x [..., n] over each centre's members, [..., M, 1]
+        return value_centers.new_zeros(*value_centers.shape[:-1], 1).scatter_add(-2, assign.unsqueeze(-1),
+                                                                                 x.unsqueeze(-1))
+
+    def member_counts(assign: Tensor) -> Tensor:  # the ``"count"`` denominator
+        return per_centre(assign, feat.new_ones(feat.shape[:-1]) if mask is None else mask.expand(feat.shape[:-1]))
+
     if impl == "matmul":
         sim = torch.sigmoid(beta + alpha * (cn @ fn.transpose(-1, -2)))  # [..., M, n]
         assign = pick(sim.detach())
@@ -100,11 +108,7 @@ def cluster_mix(feat: Tensor, value: Tensor, centers: Tensor, value_centers: Ten
         if mask is not None:
             weight = weight * mask
         masked = torch.zeros_like(sim).scatter(-2, assign.unsqueeze(-2), weight.unsqueeze(-2))  # one entry per column
-        if denominator == "weights":
-            total = masked.sum(-1, keepdim=True)
-        else:
-            members = torch.ones_like(weight) if mask is None else mask.expand_as(weight)
-            total = torch.zeros_like(sim).scatter(-2, assign.unsqueeze(-2), members.unsqueeze(-2)).sum(-1, keepdim=True)
+        total = masked.sum(-1, keepdim=True) if denominator == "weights" else member_counts(assign)
         agg = (masked @ value + value_centers) / (total + 1.0)  # [..., M, c]
         return masked.transpose(-1, -2) @ agg, assign  # w_i * g_{m(i)}
     with torch.no_grad():
@@ -113,8 +117,7 @@ def cluster_mix(feat: Tensor, value: Tensor, centers: Tensor, value_centers: Ten
     weight = torch.sigmoid(beta + alpha * (fn * cn.gather(-2, idx)).sum(-1))  # [..., n]
     if mask is not None:
         weight = weight * mask
-    counted = weight if denominator == "weights" else (torch.ones_like(weight) if mask is None else mask.expand_as(weight))
-    total = torch.zeros_like(value_centers[..., :1]).scatter_add(-2, assign.unsqueeze(-1), counted.unsqueeze(-1))
+    total = per_centre(assign, weight) if denominator == "weights" else member_counts(assign)
     num = value_centers.scatter_add(-2, idx, weight.unsqueeze(-1) * value)
     agg = num / (total + 1.0)  # [..., M, c]
     return weight.unsqueeze(-1) * agg.gather(-2, idx), assign

@@ -14,8 +14,8 @@ Point transforms (``points [N, C] -> points``, torch RNG only) live in
 """
 
 from pointcoc.data.demo import DEMO_IMAGE_CLASSES, DEMO_SHAPES, DemoConfig, ensure_demo_data, make_demo_clouds
-from pointcoc.data.h5 import (SCANOBJECTNN_CLASSES, DatasetNotFoundError, PointCloudH5, load_time_benchmark,
-                              modelnet40, scanobjectnn)
+from pointcoc.data.h5 import (SCANOBJECTNN_CLASSES, SCANOBJECTNN_VARIANTS, DatasetNotFoundError, PointCloudH5,
+                              load_time_benchmark, modelnet40, scanobjectnn)
 from pointcoc.data.images import ImageFolderDataset, image_folder
 from pointcoc.data.transforms import (Compose, Jitter, NormalizeUnitSphere, RandomDropout, Resample, RotateAxis,
                                       ScaleTranslate, Shuffle, default_train_transform, vote_scales)
@@ -23,6 +23,7 @@ from pointcoc.data.transforms import (Compose, Jitter, NormalizeUnitSphere, Rand
 __all__ = [
     "PointCloudH5", "modelnet40", "scanobjectnn", "image_folder", "ImageFolderDataset", "ensure_demo_data",
     "DemoConfig", "make_demo_clouds", "DatasetNotFoundError", "load_time_benchmark", "SCANOBJECTNN_CLASSES",
+    "SCANOBJECTNN_VARIANTS",
     "DEMO_SHAPES", "DEMO_IMAGE_CLASSES",
     "Compose", "ScaleTranslate", "Jitter", "RotateAxis", "RandomDropout", "Shuffle", "NormalizeUnitSphere",
     "Resample", "default_train_transform", "vote_scales",

@@ -499,13 +499,14 @@ def linear_baseline_accuracy(train: tuple[Tensor, Tensor], test: tuple[Tensor, T
     Returns:
         The test accuracy in ``[0, 1]``.
     """
-    torch.manual_seed(seed)
     xtr, xte = global_features(train[0]), global_features(test[0])
     mu, sd = xtr.mean(0), xtr.std(0).clamp_min(1e-6)
     xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
     ytr = train[1].long()
     classes = int(max(int(ytr.max()), int(test[1].max()))) + 1
-    model = torch.nn.Linear(xtr.shape[1], classes)
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights; the caller's random state is left alone
+        torch.manual_seed(seed)
+        model = torch.nn.Linear(xtr.shape[1], classes)
     opt = torch.optim.LBFGS(model.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:

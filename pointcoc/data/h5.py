@@ -200,20 +200,18 @@ class PointCloudH5(Dataset):
             raise ValueError(f"{name}: num_points must be >= 1, got {num_points}")
         self.name = name
         self.transform = transform
-        self.use_normals = use_normals
         start = time.perf_counter()
-        chunks, labels, sources = [], [], []
+        chunks, labels = [], []
         for path in self.files:
             pts, lab = self._load_file(path, num_points, use_normals)
             chunks.append(pts)
             labels.append(lab)
-            sources.append(path)
         total = sum(len(lab) for lab in labels)
         if total == 0:
             listing = ", ".join(str(p) for p in self.files)
             raise ValueError(f"{name}: the split is empty (0 clouds in {listing}); the files hold no clouds")
         if num_points is None:
-            counts = {p: c.shape[1] for p, c in zip(sources, chunks) if len(c)}
+            counts = {p: c.shape[1] for p, c in zip(self.files, chunks) if len(c)}
             if len(set(counts.values())) > 1:
                 listing = {str(k): v for k, v in counts.items()}
                 raise ValueError(f"{name}: files store different point counts {listing}; "
@@ -225,7 +223,7 @@ class PointCloudH5(Dataset):
             count = top if num_classes is None else int(num_classes)
             self.classes = [str(i) for i in range(count)]
         self.num_classes = len(self.classes)
-        for path, lab in zip(sources, labels):
+        for path, lab in zip(self.files, labels):
             bad = np.flatnonzero((lab < 0) | (lab >= self.num_classes))
             if bad.size:
                 i = int(bad[0])

@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-__all__ = ["save_atomic", "rng_state", "set_rng_state"]
+__all__ = ["save_atomic", "copy_atomic", "rng_state", "set_rng_state"]
 
 
-def save_atomic(obj: Any, path: str | Path) -> None:
-    """``torch.save`` into a temporary file beside ``path``, then rename it over ``path``.
-
-    A crash mid-write leaves the previous file intact.
-    """
+def _write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """``write`` into a temporary file beside ``path`` (flushed to disk), then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -32,6 +31,20 @@ def save_atomic(obj: Any, path: str | Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save`` into a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash mid-write leaves the previous file intact.
+    """
+    _write_atomic(path, lambda fh: torch.save(obj, fh))
+
+
+def copy_atomic(src: str | Path, dst: str | Path) -> None:
+    """Copy the file ``src`` to ``dst`` the same crash-safe way (no second serialisation)."""
+    with open(src, "rb") as source:
+        _write_atomic(dst, lambda fh: shutil.copyfileobj(source, fh, 16 * 2**20))
 
 
 def rng_state() -> dict[str, Any]:

@@ -56,5 +56,5 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
         apply_cpu_allocator(cfg["cpu_allocator"])
         return fit(cfg, make_task(cfg))
     except ValueError as err:
-        log.error("error: %s", err, exc_info=log.isEnabledFor(logging.DEBUG) and bool(os.environ.get("POINTCOC_DEBUG")))
+        log.error("error: %s", err, exc_info=bool(os.environ.get("POINTCOC_DEBUG")))
         sys.exit(2)

@@ -52,7 +52,8 @@ def init_distributed(device: str | None = None) -> DistInfo:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if dev.type == "cuda" else "gloo"
+        # NCCL for CUDA tensors, gloo for the CPU ones (the metric counts are summed on the CPU)
+        backend = "cuda:nccl,cpu:gloo" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
         log.info("rank %d/%d on %s (%s)", rank, world, dev, backend)
     return DistInfo(rank, world, local_rank, dev)

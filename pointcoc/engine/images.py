@@ -13,6 +13,7 @@ random interpolation, Mixup 0.8 / CutMix 1.0, label smoothing 0.1, drop path
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,17 +29,26 @@ from pointcoc.engine.cli import add_common_args
 from pointcoc.engine.trainer import DataBundle, Task
 from pointcoc.models import create_model, list_models
 
-__all__ = ["ImageTask", "build_parser", "image_transforms"]
+log = logging.getLogger("pointcoc.train")
+
+__all__ = ["ImageTask", "build_parser", "eval_image_transform", "image_transforms"]
+
+
+def eval_image_transform(img_size: int, model: nn.Module | None = None) -> tuple[Any, dict[str, Any]]:
+    """The evaluation transform (resize, centre crop by the model's ``crop_pct``, normalise) and timm's
+    data config it was built from (``mean``, ``std``, ``interpolation``, ``crop_pct``)."""
+    data_cfg = resolve_data_config({"input_size": (3, img_size, img_size)}, model=model)
+    transform = create_transform(img_size, is_training=False, interpolation=data_cfg["interpolation"],
+                                 mean=data_cfg["mean"], std=data_cfg["std"], crop_pct=data_cfg["crop_pct"])
+    return transform, data_cfg
 
 
 def image_transforms(cfg: dict[str, Any], model: nn.Module | None = None) -> tuple[Any, Any]:
     """``(train, eval)`` transforms: the upstream recipe via timm, sized by ``cfg["img_size"]``."""
-    data_cfg = resolve_data_config({"input_size": (3, cfg["img_size"], cfg["img_size"])}, model=model)
+    val, data_cfg = eval_image_transform(cfg["img_size"], model)
     train = create_transform(cfg["img_size"], is_training=True, auto_augment=cfg["aa"] or None,
                              color_jitter=cfg["color_jitter"], re_prob=cfg["reprob"], re_mode="pixel", re_count=1,
                              interpolation="random", mean=data_cfg["mean"], std=data_cfg["std"])
-    val = create_transform(cfg["img_size"], is_training=False, interpolation=data_cfg["interpolation"],
-                           mean=data_cfg["mean"], std=data_cfg["std"], crop_pct=data_cfg["crop_pct"])
     return train, val
 
 
@@ -57,11 +67,7 @@ class ImageTask(Task):
         root = cfg["data_dir"]
         if root is None:
             raise ValueError("--data-dir is required (an ImageNet-style folder with train/ and val/, or 'demo')")
-        if root == "demo":
-            if dist.distributed:
-                if dist.is_main:
-                    pdata.ensure_demo_data("data/demo")
-                torch.distributed.barrier()
+        if root == "demo":  # written on first use, safe with concurrent processes
             root = str(pdata.ensure_demo_data("data/demo") / "images")
         probe = create_model(cfg["model"], num_classes=1)
         train_tf, val_tf = image_transforms(cfg, probe)
@@ -86,7 +92,7 @@ class ImageTask(Task):
 
     def build_optimizer(self, cfg: dict[str, Any], model: nn.Module, dist: DistInfo) -> torch.optim.Optimizer:
         lr = cfg["lr"] if cfg["lr"] is not None else cfg["lr_base"] * cfg["batch_size"] * dist.world_size / 1024
-        cfg["lr_effective"] = lr
+        log.info("AdamW lr %.3g", lr)
         return create_optimizer_v2(model, "adamw", lr=lr, weight_decay=cfg["weight_decay"])
 
     def train_loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:

@@ -37,7 +37,7 @@ class RunLogger:
             except ImportError:  # tensorboard is optional
                 log.info("tensorboard is not installed; no TensorBoard events")
             else:
-                self.writer = SummaryWriter(str(self.dir / "tb"), purge_step=start_epoch)
+                self.writer = SummaryWriter(str(self.dir / "tb"), purge_step=start_epoch + 1)  # steps are epochs from 1
 
     @staticmethod
     def _parse(row: dict[str, str]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pointcoc.engine.losses import smooth_cross_entropy
 from pointcoc.engine.trainer import DataBundle, Task, make_loader, evaluate
 from pointcoc.models import create_model, list_models
 
-__all__ = ["PointTask", "RECIPES", "build_parser", "point_datasets"]
+__all__ = ["PointTask", "RECIPES", "build_parser", "point_datasets", "point_split"]
 
 log = logging.getLogger("pointcoc.train")
 
@@ -45,22 +45,22 @@ DEFAULT_ROOTS = {"modelnet40": "data/modelnet40_ply_hdf5_2048", "scanobjectnn": 
                  "demo": "data/demo"}
 
 
-def point_datasets(cfg: dict[str, Any], dist: DistInfo | None = None, train_transform: bool = True
-                   ) -> tuple[Any, Any]:
-    """``(train, test)`` datasets of ``cfg["dataset"]`` under ``cfg["data_dir"]``."""
+def point_split(cfg: dict[str, Any], split: str, transform: Any = None) -> Any:
+    """One split of ``cfg["dataset"]`` under ``cfg["data_dir"]`` (default: :data:`DEFAULT_ROOTS`).
+
+    The demo data is written on first use (safe with concurrent processes, e.g. under torchrun)."""
     name, root = cfg["dataset"], cfg.get("data_dir") or DEFAULT_ROOTS[cfg["dataset"]]
-    tf = pdata.default_train_transform(name) if train_transform else None
     if name == "scanobjectnn":
-        make = lambda split, t: pdata.scanobjectnn(root, split, cfg["variant"], cfg["num_points"], t)  # noqa: E731
-    else:
-        if name == "demo":
-            if dist is not None and dist.distributed:
-                if dist.is_main:
-                    pdata.ensure_demo_data(root)
-                torch.distributed.barrier()
-            root = pdata.ensure_demo_data(root) / "points"
-        make = lambda split, t: pdata.modelnet40(root, split, cfg["num_points"], t)  # noqa: E731
-    return make("train", tf), make("test", None)
+        return pdata.scanobjectnn(root, split, cfg["variant"], cfg["num_points"], transform)
+    if name == "demo":
+        root = pdata.ensure_demo_data(root) / "points"
+    return pdata.modelnet40(root, split, cfg["num_points"], transform)
+
+
+def point_datasets(cfg: dict[str, Any], train_transform: bool = True) -> tuple[Any, Any]:
+    """``(train, test)`` datasets of ``cfg["dataset"]``; the training split augmented by default."""
+    tf = pdata.default_train_transform(cfg["dataset"]) if train_transform else None
+    return point_split(cfg, "train", tf), point_split(cfg, "test")
 
 
 class PointTask(Task):
@@ -73,7 +73,7 @@ class PointTask(Task):
         self.vote = vote
 
     def build_data(self, cfg: dict[str, Any], dist: DistInfo) -> DataBundle:
-        train, test = point_datasets(cfg, dist)
+        train, test = point_datasets(cfg)
         if train.num_classes != test.num_classes:
             raise ValueError(f"train and test splits disagree on the classes ({train.num_classes} vs "
                              f"{test.num_classes})")
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", help="YAML file of option values (the command line overrides it)")
     p.add_argument("--dataset", choices=sorted(RECIPES), default="modelnet40")
-    p.add_argument("--variant", choices=["pb_t50_rs", "obj_bg", "obj_only"], default="pb_t50_rs",
+    p.add_argument("--variant", choices=sorted(pdata.SCANOBJECTNN_VARIANTS), default="pb_t50_rs",
                    help="ScanObjectNN variant")
     p.add_argument("--data-dir", help="dataset root (default: data/modelnet40_ply_hdf5_2048, data/h5_files or "
                                       "data/demo)")

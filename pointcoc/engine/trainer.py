@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from pointcoc.engine.checkpoint import rng_state, save_atomic, set_rng_state
+from pointcoc.engine.checkpoint import copy_atomic, rng_state, save_atomic, set_rng_state
 from pointcoc.engine.config import save_config
 from pointcoc.engine.distributed import DistInfo, cleanup_distributed, init_distributed
 from pointcoc.engine.logger import RunLogger
@@ -178,13 +178,14 @@ def train_one_epoch(task: Task, model: nn.Module, loader: DataLoader, optimizer:
                     num_classes: int, epoch: int) -> dict[str, float]:
     model.train()
     meter = ClassificationMeter(num_classes)
-    seen, start = 0, time.perf_counter()
+    start = time.perf_counter()
     bar = _progress(loader, f"train {epoch + 1}/{cfg['epochs']}", dist, len(loader))
     for batch in bar:
         with autocast_context(cfg["amp"], dist.device):
             loss, logits, target = task.train_loss(model, batch, dist.device)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} at epoch {epoch + 1}; lower --lr or use "
+        loss_value = loss.item()  # the step's one device sync
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"training loss is {loss_value} at epoch {epoch + 1}; lower --lr or use "
                                      "--clip-grad")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -201,10 +202,10 @@ def train_one_epoch(task: Task, model: nn.Module, loader: DataLoader, optimizer:
             optimizer.step()
         if ema is not None:
             ema.update(_unwrap(model))
-        meter.update(logits, target, loss.item())
-        seen += target.numel()
-        rate = seen * dist.world_size / max(time.perf_counter() - start, 1e-9)
-        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{meter.compute()['oa']:.1f}", samples_s=f"{rate:.1f}")
+        meter.update(logits, target, loss_value)
+        if not bar.disable:  # the progress text only where a bar is shown
+            rate = meter.count * dist.world_size / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{meter.compute()['oa']:.1f}", samples_s=f"{rate:.1f}")
     stats = meter.reduce().compute()
     elapsed = time.perf_counter() - start
     return {"train_loss": stats["loss"], "train_acc": stats["oa"], "train_samples_s": meter.count / elapsed,
@@ -332,7 +333,7 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
                     "per_class": val["per_class"], "elapsed": elapsed_before + time.perf_counter() - wall}
             save_atomic(ckpt, out / "last.pt")
             if is_best:
-                save_atomic(ckpt, out / "best.pt")
+                copy_atomic(out / "last.pt", out / "best.pt")
             log.info("epoch %d/%d  lr %.3g  train loss %.4f acc %.2f  val %s %.2f (best %.2f)  %.1f samples/s",
                      epoch + 1, cfg["epochs"], lr, row["train_loss"], row["train_acc"], task.best_key, metric, best,
                      row["train_samples_s"])

@@ -13,11 +13,11 @@ from typing import Any
 from pointcoc import data as pdata
 from pointcoc.engine.cli import add_allocator_arg, setup_logging
 from pointcoc.engine.distributed import cleanup_distributed, init_distributed
-from pointcoc.engine.images import ImageTask, image_transforms
-from pointcoc.engine.points import DEFAULT_ROOTS, PointTask, VotingTask
+from pointcoc.engine.images import ImageTask, eval_image_transform
+from pointcoc.engine.points import PointTask, VotingTask, point_split
 from pointcoc.engine.runtime import apply_cpu_allocator
 from pointcoc.engine.trainer import make_loader, evaluate
-from pointcoc.models import create_model, list_models, load_checkpoint, model_kind
+from pointcoc.models import create_model, list_models, model_kind
 
 __all__ = ["build_parser", "main", "validate"]
 
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'images' is an ImageNet-style folder (--data-dir, or 'demo')")
     p.add_argument("--data-dir")
     p.add_argument("--split", default=None, help="test (points) / val (images) by default")
-    p.add_argument("--variant", choices=["pb_t50_rs", "obj_bg", "obj_only"], default="pb_t50_rs")
+    p.add_argument("--variant", choices=sorted(pdata.SCANOBJECTNN_VARIANTS), default="pb_t50_rs")
     p.add_argument("--num-points", type=int, default=1024)
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)
@@ -52,16 +52,10 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         kind = model_kind(cfg["model"])
         if (kind == "image") != (cfg["dataset"] == "images"):
             raise ValueError(f"model {cfg['model']} is an {kind} model; it cannot run on --dataset {cfg['dataset']}")
-        cfg = {**cfg, "seed": 0, "eval_batch_size": cfg["batch_size"]}
+        cfg = {**cfg, "seed": 0}
         if kind == "point":
             split = cfg["split"] or "test"
-            root = cfg["data_dir"] or DEFAULT_ROOTS[cfg["dataset"]]
-            if cfg["dataset"] == "scanobjectnn":
-                ds = pdata.scanobjectnn(root, split, cfg["variant"], cfg["num_points"], None)
-            else:
-                if cfg["dataset"] == "demo":
-                    root = pdata.ensure_demo_data(root) / "points"
-                ds = pdata.modelnet40(root, split, cfg["num_points"], None)
+            ds = point_split(cfg, split)
             task: Any = PointTask(0.0)
             if cfg["vote"]:
                 task = VotingTask(task, cfg["vote"])
@@ -71,13 +65,9 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             if root is None or root == "demo":
                 root = str(pdata.ensure_demo_data("data/demo") / "images")
             probe = create_model(cfg["model"], num_classes=1)
-            ds = pdata.image_folder(root, split, image_transforms(cfg | {"aa": "", "color_jitter": 0.0,
-                                                                         "reprob": 0.0}, probe)[1])
+            ds = pdata.image_folder(root, split, eval_image_transform(cfg["img_size"], probe)[0])
             task = ImageTask(cfg)
-        model = create_model(cfg["model"], num_classes=len(ds.classes))
-        if cfg["checkpoint"]:
-            load_checkpoint(model, cfg["checkpoint"])
-        model.to(dist.device)
+        model = create_model(cfg["model"], checkpoint=cfg["checkpoint"], num_classes=len(ds.classes)).to(dist.device)
         loader = make_loader(ds, cfg, dist, 0, False, None)
         metrics = evaluate(task, model, loader, dist, len(ds.classes))
         metrics.update(model=cfg["model"], checkpoint=cfg["checkpoint"], split=split, samples=len(ds),

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pointcoc.engine.checkpoint import rng_state, save_atomic, set_rng_state
+from pointcoc.engine.checkpoint import copy_atomic, rng_state, save_atomic, set_rng_state
 from pointcoc.models import read_checkpoint
 from pointcoc.engine.config import parse_config
 from pointcoc.engine.losses import smooth_cross_entropy
@@ -64,6 +64,13 @@ def test_save_atomic_keeps_the_old_file_on_a_crash(tmp_path, monkeypatch) -> Non
     monkeypatch.undo()
     assert read_checkpoint(path) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"], "a temporary file was left behind"
+
+
+def test_copy_atomic_copies_the_bytes(tmp_path) -> None:
+    save_atomic({"epoch": 3, "w": torch.arange(5)}, tmp_path / "last.pt")
+    copy_atomic(tmp_path / "last.pt", tmp_path / "best.pt")
+    assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "last.pt").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
 
 
 class _Code:

@@ -101,16 +101,19 @@ def test_refusals_exit_with_code_2(modelnet_dir, tmp_path) -> None:
 
 
 class _Code:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, ("echo pwned > /tmp/pointcoc_pwned",))
+        return (os.system, (f"echo pwned > {self.marker}",))
 
 
 def test_resume_refuses_pickled_code(modelnet_dir, tmp_path) -> None:
-    evil = tmp_path / "evil.pt"
-    torch.save({"model": _Code()}, evil)
+    evil, marker = tmp_path / "evil.pt", tmp_path / "pwned"
+    torch.save({"model": _Code(marker)}, evil)
     res = run_script("train_modelnet.py", *point_args(modelnet_dir, tmp_path / "r", "--resume", str(evil)))
     assert res.returncode == 2 and "cannot be loaded safely" in res.stderr
-    assert not Path("/tmp/pointcoc_pwned").exists()
+    assert not marker.exists()
 
 
 def test_image_training_and_validation(image_dir, tmp_path) -> None:
