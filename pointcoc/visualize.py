@@ -34,6 +34,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from pointcoc.blocks import ClusterAssignment, ContextCluster, record_assignments
+from pointcoc.errors import InputError
 from pointcoc.models import CoC, PointCoC, PointMLP
 
 __all__ = ["image_assignment_map", "point_assignments", "draw_image_clusters", "draw_point_clusters",
@@ -53,7 +54,7 @@ _TITLE_INCHES = 0.5  # extra figure height for a suptitle
 # ----------------------------------------------------------------------------- which mixer
 def _check_index(value: int, count: int, name: str, where: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < count:
-        raise ValueError(f"`{name}` must be an int in [0, {count - 1}] ({where} has {count}), got {value!r}")
+        raise InputError(f"`{name}` must be an int in [0, {count - 1}] ({where} has {count}), got {value!r}")
 
 
 def mixer_name(model: nn.Module, stage: int, block: int) -> str:
@@ -74,17 +75,17 @@ def mixer_name(model: nn.Module, stage: int, block: int) -> str:
         prefix = lambda s: f"stages.{s}"  # noqa: E731
     elif isinstance(model, PointMLP):
         if any(isinstance(m, ContextCluster) for m in model.modules()):
-            raise ValueError("PointMLP-CoC's context clusters have one centre per kNN group (every point of a "
+            raise InputError("PointMLP-CoC's context clusters have one centre per kNN group (every point of a "
                              "group joins the group's only cluster), so there are no clusters to draw; use a "
                              "3D context-cluster model (pointcoc_nano, pointcoc_tiny, pointcoc_small)")
-        raise ValueError("PointMLP has no context clusters; use a 3D context-cluster model "
+        raise InputError("PointMLP has no context clusters; use a 3D context-cluster model "
                          "(pointcoc_nano, pointcoc_tiny, pointcoc_small)")
     else:
-        raise ValueError(f"cluster drawing supports CoC image models and PointCoC point models, got a "
+        raise InputError(f"cluster drawing supports CoC image models and PointCoC point models, got a "
                          f"{type(model).__name__}")
     _check_index(stage, len(stages), "stage", f"this {type(model).__name__}")
     if len(stages[stage]) == 0:
-        raise ValueError(f"stage {stage} of this {type(model).__name__} has no blocks; choose another `stage`")
+        raise InputError(f"stage {stage} of this {type(model).__name__} has no blocks; choose another `stage`")
     _check_index(block, len(stages[stage]), "block", f"stage {stage}")
     return f"{prefix(stage)}.{block}.token_mixer"
 
@@ -230,7 +231,7 @@ def _as_rgb(image: np.ndarray | Image.Image) -> np.ndarray:
 def _check_png(path: str | Path, name: str = "path") -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"`{name}` must be a .png file, got {str(path)!r}")
+        raise InputError(f"`{name}` must be a .png file, got {str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -269,7 +270,7 @@ def draw_image_clusters(image_rgb: np.ndarray | Image.Image, assignment: Tensor 
     if labels.ndim != 2:
         raise ValueError(f"`assignment` must be a map [h, w] of cluster ids, got shape {tuple(labels.shape)}")
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"`alpha` must be in [0, 1], got {alpha}")
+        raise InputError(f"`alpha` must be in [0, 1], got {alpha}")
     path = _check_png(path)
     H, W = rgb.shape[:2]
     scale = max(1, int(PANEL_INCHES * dpi) // W)  # small images: enlarge (nearest) so boundaries stay 1 px thin

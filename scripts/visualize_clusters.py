@@ -29,11 +29,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from pointcoc.data import ensure_demo_data, modelnet40
+from pointcoc.data import load_image as pdata_load_image
 from pointcoc.data.transforms import NormalizeUnitSphere
+from pointcoc.engine.cli import exit_on_input_error
+from pointcoc.errors import InputError
 from pointcoc.models import (create_model, list_models, load_upstream_state_dict, model_kind, read_checkpoint,
                              unwrap_state_dict)
 from pointcoc.ops import fps
@@ -102,14 +104,14 @@ def build_model(cfg: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     kwargs: dict[str, Any] = {}
     if cfg.get("denominator"):
         if kind != "image":
-            raise ValueError(f"--denominator is for image models; {name} is a point model")
+            raise InputError(f"--denominator is for image models; {name} is a point model")
         kwargs["denominator"] = cfg["denominator"]
     if cfg.get("num_classes") is not None and cfg["num_classes"] < 1:
-        raise ValueError(f"--num-classes must be >= 1, got {cfg['num_classes']}")
+        raise InputError(f"--num-classes must be >= 1, got {cfg['num_classes']}")
     ckpt = read_checkpoint(cfg["checkpoint"]) if cfg.get("checkpoint") else None
     train_cfg = ckpt.get("config") if isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict) else {}
     if train_cfg.get("model") not in (None, name):
-        raise ValueError(f"--checkpoint {cfg['checkpoint']!r} was trained as {train_cfg['model']!r}; "
+        raise InputError(f"--checkpoint {cfg['checkpoint']!r} was trained as {train_cfg['model']!r}; "
                          f"pass --model {train_cfg['model']}")
     num_classes = cfg.get("num_classes")
     if num_classes is None and isinstance(ckpt, dict) and isinstance(ckpt.get("class_names"), (list, tuple)):
@@ -135,15 +137,11 @@ def load_image(path: str | Path, model: nn.Module, img_size: int) -> tuple[Tenso
     from pointcoc.engine.images import eval_image_transform
 
     if img_size < 1:
-        raise ValueError(f"--img-size must be positive, got {img_size}")
+        raise InputError(f"--img-size must be positive, got {img_size}")
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"--image {str(path)!r} does not exist")
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"--image {str(path)!r} is not a readable image: {err}") from err
+        raise InputError(f"--image {str(path)!r} does not exist")
+    img = pdata_load_image(path)  # a DamagedImageError (an InputError) names the file and the cause
     transform, data_cfg = eval_image_transform(img_size, model)  # what validation sees
     x = transform(img)
     mean = torch.tensor(data_cfg["mean"]).view(-1, 1, 1)
@@ -163,23 +161,23 @@ def load_points(spec: str, num_points: int, normalize: bool = True,
     its first ``num_points`` points.
     """
     if num_points < 1:
-        raise ValueError(f"--num-points must be positive, got {num_points}")
+        raise InputError(f"--num-points must be positive, got {num_points}")
     demo = re.fullmatch(r"demo:(\S*)", spec)
     if demo:
         if not demo.group(1).isdigit():
-            raise ValueError(f"--points {spec!r}: expected demo:<index> with a non-negative integer index")
+            raise InputError(f"--points {spec!r}: expected demo:<index> with a non-negative integer index")
         index = int(demo.group(1))
         ds = modelnet40(ensure_demo_data(data_dir) / "points", "test", num_points)
         if index >= len(ds):
-            raise ValueError(f"--points {spec!r}: the demo test split has {len(ds)} clouds (indices 0..{len(ds) - 1})")
+            raise InputError(f"--points {spec!r}: the demo test split has {len(ds)} clouds (indices 0..{len(ds) - 1})")
         pos, label = ds[index]
         return pos[:, :3].contiguous(), f"demo test #{index} ({ds.classes[label]})"
     path = Path(spec)
     if not path.is_file():
-        raise ValueError(f"--points {spec!r} does not exist (give a .npy/.txt file [N, 3+] or demo:<index>)")
+        raise InputError(f"--points {spec!r} does not exist (give a .npy/.txt file [N, 3+] or demo:<index>)")
     suffix = path.suffix.lower()
     if suffix != ".npy" and suffix not in TEXT_SUFFIXES:
-        raise ValueError(f"--points {spec!r}: unsupported file type {path.suffix!r}; use .npy or "
+        raise InputError(f"--points {spec!r}: unsupported file type {path.suffix!r}; use .npy or "
                          f"{'/'.join(TEXT_SUFFIXES)}")
     try:
         if suffix == ".npy":
@@ -187,13 +185,13 @@ def load_points(spec: str, num_points: int, normalize: bool = True,
         else:
             arr = np.loadtxt(io.StringIO(path.read_text().replace(",", " ")), ndmin=2)
     except (OSError, ValueError, UnicodeDecodeError) as err:  # ValueError: numpy's parse errors
-        raise ValueError(f"--points {spec!r} cannot be read: {err}") from err
+        raise InputError(f"--points {spec!r} cannot be read: {err}") from err
     if arr.ndim != 2 or arr.shape[1] < 3 or arr.shape[0] == 0 or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"--points {spec!r} must hold a numeric array [N, 3+] (one point per row), got "
+        raise InputError(f"--points {spec!r} must hold a numeric array [N, 3+] (one point per row), got "
                          f"{arr.dtype} {tuple(arr.shape)}")
     pos = torch.from_numpy(np.ascontiguousarray(arr[:, :3], dtype=np.float32))
     if not torch.isfinite(pos).all():
-        raise ValueError(f"--points {spec!r} holds NaN or infinite coordinates")
+        raise InputError(f"--points {spec!r} holds NaN or infinite coordinates")
     if pos.shape[0] > num_points:
         pos = pos[fps(pos, num_points)]
     if normalize:
@@ -208,7 +206,7 @@ def parse_views(text: str) -> list[tuple[float, float]]:
     except ValueError:
         views = []
     if not views or any(len(v) != 2 for v in views):
-        raise ValueError(f"--views must be 'elev,azim;elev,azim;...' in degrees, got {text!r}")
+        raise InputError(f"--views must be 'elev,azim;elev,azim;...' in degrees, got {text!r}")
     return views  # type: ignore[return-value]
 
 
@@ -222,15 +220,15 @@ def visualize(cfg: dict[str, Any]) -> Path:
     """Draw the figure ``cfg`` (the parsed options as a dict) asks for; return the PNG's path."""
     kind = model_kind(cfg["model"])
     if kind == "image" and cfg.get("image") is None:
-        raise ValueError(f"{cfg['model']} is an image model: give --image (not --points)")
+        raise InputError(f"{cfg['model']} is an image model: give --image (not --points)")
     if kind == "point" and cfg.get("points") is None:
-        raise ValueError(f"{cfg['model']} is a point model: give --points (not --image)")
+        raise InputError(f"{cfg['model']} is a point model: give --points (not --image)")
     if cfg.get("output") and Path(cfg["output"]).suffix.lower() != ".png":
-        raise ValueError(f"--output must be a .png file, got {cfg['output']!r}")
+        raise InputError(f"--output must be a .png file, got {cfg['output']!r}")
     model, train_cfg = build_model(cfg)
     heads = model.get_submodule(mixer_name(model, cfg["stage"], cfg["block"])).heads
     if not 0 <= cfg["head"] < heads:  # bad arguments fail before any input is read
-        raise ValueError(f"--head must be in [0, {heads - 1}] (stage {cfg['stage']} block {cfg['block']} has "
+        raise InputError(f"--head must be in [0, {heads - 1}] (stage {cfg['stage']} block {cfg['block']} has "
                          f"{heads} heads), got {cfg['head']}")
     where = f"{cfg['model']} stage {cfg['stage']} block {cfg['block']} head {cfg['head']}"
     if kind == "image":
@@ -263,11 +261,8 @@ def visualize(cfg: dict[str, Any]) -> Path:
 def main(argv: Sequence[str] | None = None) -> Path:
     cfg = vars(build_parser().parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
-    try:
+    with exit_on_input_error(log):
         return visualize(cfg)
-    except ValueError as err:
-        log.error("error: %s", str(err).replace("\n", " "))
-        sys.exit(2)
 
 
 if __name__ == "__main__":

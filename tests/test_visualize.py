@@ -259,7 +259,7 @@ def test_script_checkpoints(tmp_path) -> None:
     model, train_cfg = script.build_model({"model": "pointcoc_nano", "checkpoint": str(other)})
     assert model.num_classes == 7 and train_cfg == {}
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot be loaded safely"):
+    with pytest.raises(ValueError, match="is not a PyTorch checkpoint"):
         script.build_model({"model": "pointcoc_nano", "checkpoint": str(tmp_path / "junk.pt")})
 
 

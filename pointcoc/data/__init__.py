@@ -1,6 +1,7 @@
 """Datasets and point transforms. Data code knows nothing about models.
 
-Readers (each validates its data and raises a ``ValueError`` naming the file and the problem):
+Readers (each validates its data and raises an :class:`~pointcoc.errors.InputError`, a ``ValueError``,
+naming the file and the problem):
 
 * :func:`modelnet40` - the PointNet HDF5 release ``modelnet40_ply_hdf5_2048`` or any dataset
   in that layout (classes from ``shape_names.txt``);
@@ -16,12 +17,14 @@ Point transforms (``points [N, C] -> points``, torch RNG only) live in
 from pointcoc.data.demo import DEMO_IMAGE_CLASSES, DEMO_SHAPES, DemoConfig, ensure_demo_data, make_demo_clouds
 from pointcoc.data.h5 import (SCANOBJECTNN_CLASSES, SCANOBJECTNN_VARIANTS, DatasetNotFoundError, PointCloudH5,
                               load_time_benchmark, modelnet40, scanobjectnn)
-from pointcoc.data.images import ImageFolderDataset, image_folder
+from pointcoc.data.images import (BAD_IMAGE_POLICIES, DamagedImageError, ImageFolderDataset, collate_skipping,
+                                  image_folder, load_image)
 from pointcoc.data.transforms import (Compose, Jitter, NormalizeUnitSphere, RandomDropout, Resample, RotateAxis,
                                       ScaleTranslate, Shuffle, default_train_transform, vote_scales)
 
 __all__ = [
     "PointCloudH5", "modelnet40", "scanobjectnn", "image_folder", "ImageFolderDataset", "ensure_demo_data",
+    "load_image", "collate_skipping", "DamagedImageError", "BAD_IMAGE_POLICIES",
     "DemoConfig", "make_demo_clouds", "DatasetNotFoundError", "load_time_benchmark", "SCANOBJECTNN_CLASSES",
     "SCANOBJECTNN_VARIANTS",
     "DEMO_SHAPES", "DEMO_IMAGE_CLASSES",

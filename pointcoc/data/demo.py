@@ -43,6 +43,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from pointcoc.errors import InputError
+
 __all__ = [
     "DemoConfig", "ensure_demo_data", "make_demo_clouds", "make_demo_image", "write_point_demo",
     "write_image_demo", "global_features", "linear_baseline_accuracy", "DEMO_SHAPES", "DEMO_IMAGE_CLASSES",
@@ -423,7 +425,7 @@ def _materialize(root: Path, name: str, writer: Callable[[Path, DemoConfig], dic
     target = root / name
     if target.exists():
         if not _complete(target):
-            raise ValueError(f"{target} exists but is not a complete pointcoc demo folder (no {MARKER}); pointcoc "
+            raise InputError(f"{target} exists but is not a complete pointcoc demo folder (no {MARKER}); pointcoc "
                              "never deletes data: move it away, or pass another root to ensure_demo_data")
         try:
             meta = json.loads((target / MARKER).read_text())

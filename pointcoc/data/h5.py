@@ -30,6 +30,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from pointcoc.errors import InputError
+
 __all__ = [
     "PointCloudH5", "modelnet40", "scanobjectnn", "DatasetNotFoundError", "SCANOBJECTNN_CLASSES",
     "SCANOBJECTNN_VARIANTS", "load_time_benchmark",
@@ -82,7 +84,7 @@ SCANOBJECTNN_SOURCE = (
 )
 
 
-class DatasetNotFoundError(ValueError):
+class DatasetNotFoundError(InputError):
     """A dataset's folder or files are missing; the message gives the expected layout and the source."""
 
 
@@ -95,30 +97,30 @@ def _read_shape_names(path: Path) -> list[str]:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: cannot read the class names ({err})") from err
+        raise InputError(f"{path}: cannot read the class names ({err})") from err
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
-        raise ValueError(f"{path} lists no class names; write one class name per line (label i = line i)")
+        raise InputError(f"{path} lists no class names; write one class name per line (label i = line i)")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ValueError(f"{path} lists class name(s) {dupes} more than once; each line must be a distinct class")
+        raise InputError(f"{path} lists class name(s) {dupes} more than once; each line must be a distinct class")
     return names
 
 
 def _open(path: Path) -> h5py.File:
     if not path.is_file():
-        raise ValueError(f"{path}: file not found (it is listed for this split); restore it or fix the file list")
+        raise InputError(f"{path}: file not found (it is listed for this split); restore it or fix the file list")
     try:
         return h5py.File(path, "r", locking=False)
     except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable HDF5 file, corrupt or truncated ({err}); "
+        raise InputError(f"{path}: not a readable HDF5 file, corrupt or truncated ({err}); "
                          "copy or unzip it again from the release") from err
 
 
 def _dataset(f: h5py.File, path: Path, key: str, hint: str) -> h5py.Dataset:
     if key not in f or not isinstance(f[key], h5py.Dataset):
         keys = sorted(f.keys())
-        raise ValueError(f"{path}: missing key '{key}' ({hint}); the file has keys {keys}")
+        raise InputError(f"{path}: missing key '{key}' ({hint}); the file has keys {keys}")
     return f[key]
 
 
@@ -126,40 +128,40 @@ def _read(ds: h5py.Dataset, path: Path) -> np.ndarray:
     try:
         return ds[()]
     except (OSError, ValueError, TypeError) as err:
-        raise ValueError(f"{path}: cannot read '{ds.name.lstrip('/')}' {ds.shape}: the file is corrupt or "
+        raise InputError(f"{path}: cannot read '{ds.name.lstrip('/')}' {ds.shape}: the file is corrupt or "
                          f"truncated ({err}); copy it again") from err
 
 
 def _check_labels(label: np.ndarray, path: Path, n: int) -> np.ndarray:
     """``label`` [n] or [n, 1] of integers (or integral floats) -> int64 [n]."""
     if label.ndim not in (1, 2) or label.shape[0] != n or (label.ndim == 2 and label.shape[1] != 1):
-        raise ValueError(f"{path}: 'label' has shape {label.shape}; expected [{n}] or [{n}, 1] "
+        raise InputError(f"{path}: 'label' has shape {label.shape}; expected [{n}] or [{n}, 1] "
                          f"(one label per cloud of 'data')")
     label = label.reshape(n)
     if label.dtype.kind in "iu":
         return label.astype(np.int64)
     if label.dtype.kind == "f":
         if not (np.isfinite(label).all() and (label == np.round(label)).all()):
-            raise ValueError(f"{path}: 'label' has dtype {label.dtype} with non-integer values; "
+            raise InputError(f"{path}: 'label' has dtype {label.dtype} with non-integer values; "
                              "labels must be integer class indices")
         return label.astype(np.int64)
-    raise ValueError(f"{path}: 'label' has dtype {label.dtype}; expected an integer dtype (class indices)")
+    raise InputError(f"{path}: 'label' has dtype {label.dtype}; expected an integer dtype (class indices)")
 
 
 def _check_points(shape: tuple[int, ...], dtype: np.dtype, path: Path, key: str, n: int | None = None) -> None:
     """Check a ``[n, points, 3]`` float dataset's shape and dtype (before reading it)."""
     if dtype.kind != "f":
-        raise ValueError(f"{path}: '{key}' has dtype {dtype}; expected float32 (or another float) coordinates")
+        raise InputError(f"{path}: '{key}' has dtype {dtype}; expected float32 (or another float) coordinates")
     if len(shape) != 3 or shape[2] != 3 or shape[1] < 1 or (n is not None and shape[0] != n):
         first = "n" if n is None else str(n)
-        raise ValueError(f"{path}: '{key}' has shape {shape}; expected [{first}, points, 3]")
+        raise InputError(f"{path}: '{key}' has shape {shape}; expected [{first}, points, 3]")
 
 
 def _check_finite(arr: np.ndarray, path: Path, key: str) -> None:
     finite = np.isfinite(arr).all(axis=(1, 2))
     if not finite.all():
         bad = np.flatnonzero(~finite)
-        raise ValueError(f"{path}: '{key}' holds NaN or inf values in {bad.size} cloud(s) (first at index "
+        raise InputError(f"{path}: '{key}' holds NaN or inf values in {bad.size} cloud(s) (first at index "
                          f"{int(bad[0])}); clean or drop those clouds")
 
 
@@ -195,9 +197,9 @@ class PointCloudH5(Dataset):
                  name: str = "point cloud split", classes_source: str = "") -> None:
         self.files = [Path(f) for f in files]
         if not self.files:
-            raise ValueError(f"{name}: no .h5 files given for this split; the split is empty")
+            raise InputError(f"{name}: no .h5 files given for this split; the split is empty")
         if num_points is not None and int(num_points) < 1:
-            raise ValueError(f"{name}: num_points must be >= 1, got {num_points}")
+            raise InputError(f"{name}: num_points must be >= 1, got {num_points}")
         self.name = name
         self.transform = transform
         start = time.perf_counter()
@@ -209,12 +211,12 @@ class PointCloudH5(Dataset):
         total = sum(len(lab) for lab in labels)
         if total == 0:
             listing = ", ".join(str(p) for p in self.files)
-            raise ValueError(f"{name}: the split is empty (0 clouds in {listing}); the files hold no clouds")
+            raise InputError(f"{name}: the split is empty (0 clouds in {listing}); the files hold no clouds")
         if num_points is None:
             counts = {p: c.shape[1] for p, c in zip(self.files, chunks) if len(c)}
             if len(set(counts.values())) > 1:
                 listing = {str(k): v for k, v in counts.items()}
-                raise ValueError(f"{name}: files store different point counts {listing}; "
+                raise InputError(f"{name}: files store different point counts {listing}; "
                                  "pass num_points <= the smallest to keep the first num_points of each")
         if classes is not None:
             self.classes = [str(c) for c in classes]
@@ -227,7 +229,7 @@ class PointCloudH5(Dataset):
             bad = np.flatnonzero((lab < 0) | (lab >= self.num_classes))
             if bad.size:
                 i = int(bad[0])
-                raise ValueError(f"{path}: label {int(lab[i])} at index {i} ({bad.size} bad label(s)) is outside the "
+                raise InputError(f"{path}: label {int(lab[i])} at index {i} ({bad.size} bad label(s)) is outside the "
                                  f"{self.num_classes} classes 0..{self.num_classes - 1}"
                                  f"{f' of {classes_source}' if classes_source else ''}; fix the labels or the "
                                  "class list")
@@ -251,11 +253,11 @@ class PointCloudH5(Dataset):
             if ns is not None:
                 _check_points(ns.shape, ns.dtype, path, "normal", n)
                 if ns.shape != ds.shape:
-                    raise ValueError(f"{path}: 'normal' has shape {ns.shape} but 'data' has {ds.shape}; "
+                    raise InputError(f"{path}: 'normal' has shape {ns.shape} but 'data' has {ds.shape}; "
                                      "they must match")
             stored = ds.shape[1]
             if num_points is not None and num_points > stored:
-                raise ValueError(f"{path}: num_points={num_points} but the file stores {stored} points per cloud; "
+                raise InputError(f"{path}: num_points={num_points} but the file stores {stored} points per cloud; "
                                  f"pass num_points <= {stored}")
             data = _read(ds, path)
             label = _check_labels(_read(ls, path), path, n)
@@ -296,14 +298,14 @@ def _split_files(root: Path, split: str) -> list[Path]:
         try:
             lines = [ln.strip() for ln in listing.read_text().splitlines() if ln.strip()]
         except (OSError, UnicodeDecodeError) as err:
-            raise ValueError(f"{listing}: cannot read the file list ({err})") from err
+            raise InputError(f"{listing}: cannot read the file list ({err})") from err
         if not lines:
-            raise ValueError(f"{listing} lists no .h5 files: the {split} split is empty")
+            raise InputError(f"{listing} lists no .h5 files: the {split} split is empty")
         # the release lists paths like data/modelnet40_ply_hdf5_2048/ply_data_train0.h5
         files = [root / Path(ln).name for ln in lines]
         for f in files:
             if not f.is_file():
-                raise ValueError(f"{listing} lists {Path(f).name} but {f} does not exist; restore it or fix the list")
+                raise InputError(f"{listing} lists {Path(f).name} but {f} does not exist; restore it or fix the list")
         return files
     return sorted(root.glob(f"ply_data_{split}*.h5"), key=_natural_key)
 
@@ -345,7 +347,7 @@ def modelnet40(root: str | Path = "data/modelnet40_ply_hdf5_2048", split: str = 
     """
     root = Path(root)
     if split not in ("train", "test"):
-        raise ValueError(f"ModelNet40 split must be 'train' or 'test', got {split!r}")
+        raise InputError(f"ModelNet40 split must be 'train' or 'test', got {split!r}")
     if not root.is_dir():
         raise _missing("ModelNet40", root, "the folder does not exist", MODELNET40_LAYOUT, MODELNET40_SOURCE)
     files = _split_files(root, split)
@@ -389,10 +391,10 @@ def scanobjectnn(root: str | Path = "data/h5_files", split: str = "train", varia
     """
     root = Path(root)
     if split not in ("train", "test", "training"):
-        raise ValueError(f"ScanObjectNN split must be 'train' or 'test', got {split!r}")
+        raise InputError(f"ScanObjectNN split must be 'train' or 'test', got {split!r}")
     key = variant.lower().replace("-", "_")
     if key not in SCANOBJECTNN_VARIANTS:
-        raise ValueError(f"ScanObjectNN variant must be one of {sorted(SCANOBJECTNN_VARIANTS)}, got {variant!r}")
+        raise InputError(f"ScanObjectNN variant must be one of {sorted(SCANOBJECTNN_VARIANTS)}, got {variant!r}")
     folder, pattern = SCANOBJECTNN_VARIANTS[key]
     path = root / folder / pattern.format(split="test" if split == "test" else "training")
     if not root.is_dir():

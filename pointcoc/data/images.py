@@ -3,28 +3,49 @@
 Any folder dataset in this layout works; the class list comes from the folders. For a
 split other than ``train`` the class list is taken from the sibling ``train`` folder when
 it exists, so label ``i`` means the same class in every split even when a validation
-split lacks some classes. Images are decoded lazily (per item), so an unreadable image
-raises when that item is loaded; the layout is checked up front. Image transforms come
-from timm/torchvision and are passed in as ``transform``.
+split lacks some classes. The layout is checked up front; images are decoded lazily (per
+item). Image transforms come from timm/torchvision and are passed in as ``transform``.
+
+Damaged images. A file that does not decode (truncated, not an image), or a JPEG whose
+decoder reports corrupt data, is a damaged image. Pillow decodes many corrupt JPEGs
+without a word (the pixels after the damage are garbage), so JPEGs are decoded by
+libjpeg-turbo through simplejpeg in strict mode, which reports the damage; for baseline
+YCbCr and greyscale JPEGs its pixels equal Pillow's (tested), other colour spaces
+(CMYK, YCCK, RGB) are checked the same way and then decoded by Pillow. With
+``bad_images="skip"`` (the default) a damaged image is skipped with a logged warning
+that names the file, and the training scripts count it (``train_skipped`` /
+``val_skipped`` in ``metrics.csv``); with ``"error"`` it raises a
+:class:`DamagedImageError` naming the file. Note that web-collected sets (ImageNet
+among them) hold a few JPEGs with trailing junk that libjpeg reports as corrupt data;
+they are skipped too, with the warning.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+import simplejpeg
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import default_collate
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from pointcoc.data.h5 import DatasetNotFoundError
+from pointcoc.errors import InputError
 
-__all__ = ["ImageFolderDataset", "image_folder", "load_image", "IMAGENET_LAYOUT", "IMAGENET_SOURCE"]
+__all__ = ["ImageFolderDataset", "image_folder", "load_image", "collate_skipping", "DamagedImageError",
+           "BAD_IMAGE_POLICIES",
+           "IMAGENET_LAYOUT", "IMAGENET_SOURCE"]
 
 log = logging.getLogger(__name__)
+
+#: what to do with a damaged image: skip it with a warning, or raise
+BAD_IMAGE_POLICIES = ("skip", "error")
 
 IMAGENET_LAYOUT = """\
   {root}/
@@ -37,16 +58,85 @@ IMAGENET_SOURCE = (
     "pointcoc never downloads; for built-in data call pointcoc.data.ensure_demo_data() and read data/demo/images"
 )
 
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_SAME_PIXELS_AS_PILLOW = ("YCbCr", "Gray")  # simplejpeg's RGB output equals Pillow's for these colour spaces
 
-def load_image(path: str) -> Image.Image:
-    """Decode ``path`` to an RGB PIL image; any decoding failure is a ``ValueError`` naming the file."""
+
+class DamagedImageError(InputError):
+    """An image file does not decode, or decodes only with corrupt data; ``path`` and ``reason`` say which and why.
+
+    Constructible from the message alone, as a DataLoader worker re-raises it in the main process.
+    """
+
+    def __init__(self, message: str, path: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.path, self.reason = path, reason
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str], reason: str) -> DamagedImageError:
+        """The error for ``path``, damaged because of ``reason``."""
+        return cls(f"{path}: damaged image ({reason}); replace it or move it out of the class folder", str(path),
+                   reason)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keeps path and reason through pickling
+        return type(self), (str(self), self.path, self.reason)
+
+
+def _decode_jpeg(path: str, data: bytes) -> Image.Image | None:
+    """An intact baseline JPEG decoded by libjpeg-turbo; None to let Pillow decode an intact JPEG of another
+    colour space, or one libjpeg-turbo cannot read at all (Pillow then decides)."""
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and height * width > 2 * limit:  # Pillow's own decompression-bomb limit
+        raise DamagedImageError.of(path, f"{width}x{height} pixels is more than twice PIL.Image.MAX_IMAGE_PIXELS "
+                                      f"({limit:,}), Pillow's decompression-bomb limit")
+    target = "CMYK" if colorspace in ("CMYK", "YCCK") else "RGB"
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace=target, strict=True)
+    except ValueError as strict_error:
+        try:
+            simplejpeg.decode_jpeg(data, colorspace=target, strict=False)
+        except ValueError:
+            return None  # not decodable by libjpeg-turbo at all
+        raise DamagedImageError.of(path, f"corrupt JPEG data: {strict_error}") from strict_error
+    if colorspace in _SAME_PIXELS_AS_PILLOW:
+        return Image.fromarray(pixels, "RGB")
+    return None
+
+
+def load_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Decode ``path`` to an RGB PIL image.
+
+    Raises:
+        DamagedImageError (an InputError): the file cannot be read, does not decode, or is a JPEG
+            with corrupt data (see the module notes); the message names the file and the cause.
+    """
+    path = str(path)
     try:
         with open(path, "rb") as fh:
-            img = Image.open(fh)
-            return img.convert("RGB")  # forces the full decode while the file is open
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"{path}: unreadable image ({type(err).__name__}: {err}); the file is corrupt, truncated "
-                         "or not an image: replace it or move it out of the class folder") from err
+            data = fh.read()
+    except OSError as err:
+        raise DamagedImageError.of(path, f"cannot read the file: {err.strerror or err}") from err
+    if data[:3] == _JPEG_MAGIC:
+        image = _decode_jpeg(path, data)
+        if image is not None:
+            return image
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.convert("RGB")  # forces the full decode
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any decoder failure on a file means the file is damaged
+        if not data:
+            what = "the file is empty"
+        elif isinstance(err, UnidentifiedImageError):
+            what = "not in an image format Pillow can read"
+        else:
+            what = f"{type(err).__name__}: {err}"
+        raise DamagedImageError.of(path, what) from err
 
 
 def _class_folders(directory: Path) -> list[str]:
@@ -54,13 +144,16 @@ def _class_folders(directory: Path) -> list[str]:
 
 
 class ImageFolderDataset(ImageFolder):
-    """:class:`torchvision.datasets.ImageFolder` with a fixed class list and readable errors.
+    """:class:`torchvision.datasets.ImageFolder` with a fixed class list, readable errors and damaged-image handling.
 
     Args:
         directory: the split folder (``<root>/<split>``) holding one folder per class.
         classes: class names in label order (each a folder name); ``None``: the sorted folders.
         transform: applied to the PIL image.
         target_transform: applied to the label.
+        bad_images: ``"skip"``: a damaged image (see the module notes) makes ``__getitem__`` log a
+            warning naming the file and return ``None`` (:func:`collate_skipping` drops it and
+            counts it); ``"error"``: it raises :class:`DamagedImageError`.
 
     Attributes:
         classes, class_to_idx, num_classes, samples (``[(path, label)]``), targets.
@@ -68,8 +161,11 @@ class ImageFolderDataset(ImageFolder):
 
     def __init__(self, directory: str | Path, classes: list[str] | None = None,
                  transform: Callable[[Image.Image], Any] | None = None,
-                 target_transform: Callable[[int], Any] | None = None) -> None:
+                 target_transform: Callable[[int], Any] | None = None, bad_images: str = "skip") -> None:
+        if bad_images not in BAD_IMAGE_POLICIES:
+            raise InputError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {bad_images!r}")
         self._fixed_classes = None if classes is None else list(classes)
+        self.bad_images = bad_images
         super().__init__(str(directory), transform=transform, target_transform=target_transform, loader=load_image,
                          allow_empty=True)
 
@@ -77,23 +173,58 @@ class ImageFolderDataset(ImageFolder):
         classes = self._fixed_classes if self._fixed_classes is not None else _class_folders(Path(directory))
         return classes, {c: i for i, c in enumerate(classes)}
 
+    def __getitem__(self, index: int) -> Any:
+        """``(transform(image), label)``; ``None`` for a damaged image when ``bad_images="skip"``."""
+        path, target = self.samples[index]
+        try:
+            image = self.loader(path)
+        except DamagedImageError as err:
+            if self.bad_images == "error":
+                raise
+            log.warning("skipped %s: damaged image (%s)", err.path, err.reason)
+            return None
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
 
+def collate_skipping(samples: list[Any], even: bool = False) -> tuple[Any, int]:
+    """Collate a batch without the ``None`` samples (damaged images): ``(batch or None, samples dropped)``.
+
+    Args:
+        samples: what the dataset returned for each index of the batch.
+        even: drop one more sample when an odd number is left (Mixup/CutMix pair the samples);
+            that sample is not counted, since it is not damaged.
+    """
+    kept = [s for s in samples if s is not None]
+    skipped = len(samples) - len(kept)
+    if even and len(kept) % 2:
+        kept = kept[:-1]
+    return (default_collate(kept) if kept else None), skipped
+
+
 def image_folder(root: str | Path = "data/imagenet", split: str = "train",
-                 transform: Callable[[Image.Image], Any] | None = None) -> ImageFolderDataset:
+                 transform: Callable[[Image.Image], Any] | None = None, bad_images: str = "skip"
+                 ) -> ImageFolderDataset:
     """The ``split`` of an ImageNet-style folder dataset at ``root``.
 
     ``__getitem__`` returns ``(transform(image), label)``; without a transform the image is an
-    RGB PIL image. Files whose extension is not an image extension are ignored.
+    RGB PIL image. Files whose extension is not an image extension are ignored. ``bad_images``
+    says what a damaged image does (``"skip"``: ``None`` and a warning; ``"error"``: raise), see
+    :class:`ImageFolderDataset`.
 
     Raises:
         DatasetNotFoundError (a ValueError): ``root`` or ``root/split`` is missing; the message
             prints the expected layout and where ImageNet is published.
         ValueError: the split has no class folder or no image, or holds a class folder that
-            the train split lacks; an unreadable image raises when its item is loaded.
+            the train split lacks; a damaged image raises when its item is loaded if
+            ``bad_images="error"``.
     """
     root = Path(root)
     directory = root / split
@@ -103,7 +234,7 @@ def image_folder(root: str | Path = "data/imagenet", split: str = "train",
                                    f"{IMAGENET_LAYOUT.format(root=root)}\n{IMAGENET_SOURCE}.")
     found = _class_folders(directory)
     if not found:
-        raise ValueError(f"{directory} has no class folders; put each class's images in {directory}/<class>/ "
+        raise InputError(f"{directory} has no class folders; put each class's images in {directory}/<class>/ "
                          "(the split is empty)")
     classes = found
     train_dir = root / "train"
@@ -111,11 +242,11 @@ def image_folder(root: str | Path = "data/imagenet", split: str = "train",
         classes = _class_folders(train_dir)
         extra = sorted(set(found) - set(classes))
         if extra:
-            raise ValueError(f"{directory} has class folder(s) {extra[:5]} that {train_dir} lacks; every split must "
+            raise InputError(f"{directory} has class folder(s) {extra[:5]} that {train_dir} lacks; every split must "
                              "use the train split's class folders (labels follow the train folder names)")
-    dataset = ImageFolderDataset(directory, classes=classes, transform=transform)
+    dataset = ImageFolderDataset(directory, classes=classes, transform=transform, bad_images=bad_images)
     if not dataset.samples:
-        raise ValueError(f"{directory}: no images in its {len(found)} class folder(s) (extensions "
+        raise InputError(f"{directory}: no images in its {len(found)} class folder(s) (extensions "
                          f"{', '.join(IMG_EXTENSIONS)}); the split is empty")
     counts: dict[int, int] = {}
     for _, label in dataset.samples:

@@ -6,14 +6,16 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from pointcoc.engine.config import parse_config
 from pointcoc.engine.runtime import CPU_ALLOCATORS, apply_cpu_allocator
 from pointcoc.engine.trainer import Task, fit
+from pointcoc.errors import InputError, input_error_message
 
-__all__ = ["run", "setup_logging", "add_common_args", "add_allocator_arg"]
+__all__ = ["run", "setup_logging", "add_common_args", "add_allocator_arg", "exit_on_input_error"]
 
 log = logging.getLogger("pointcoc.train")
 
@@ -46,15 +48,27 @@ def setup_logging() -> None:
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
 
 
+@contextmanager
+def exit_on_input_error(logger: logging.Logger = log) -> Iterator[None]:
+    """Report an :class:`~pointcoc.errors.InputError` as one ``error: ...`` line and exit with code 2.
+
+    Only input errors (bad arguments, files, datasets, checkpoints) get this treatment; any other
+    exception, a ``ValueError`` from a bug included, propagates with its traceback. Set
+    ``POINTCOC_DEBUG=1`` to see the traceback of an input error too.
+    """
+    try:
+        yield
+    except InputError as err:
+        logger.error("error: %s", input_error_message(err), exc_info=bool(os.environ.get("POINTCOC_DEBUG")))
+        sys.exit(2)
+
+
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
         resolve: Callable[[dict[str, Any]], dict[str, Any]], make_task: Callable[[dict[str, Any]], Task]
         ) -> dict[str, Any]:
-    """Parse, resolve and train; a configuration error prints one line and exits with code 2."""
+    """Parse, resolve and train; an input error prints one line and exits with code 2."""
     cfg = resolve(parse_config(parser, argv))
     setup_logging()
-    try:
+    with exit_on_input_error():
         apply_cpu_allocator(cfg["cpu_allocator"])
         return fit(cfg, make_task(cfg))
-    except ValueError as err:
-        log.error("error: %s", err, exc_info=bool(os.environ.get("POINTCOC_DEBUG")))
-        sys.exit(2)

@@ -10,6 +10,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from pointcoc.errors import InputError
+
 __all__ = ["DistInfo", "init_distributed", "cleanup_distributed", "all_reduce_sum", "broadcast_object"]
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ def init_distributed(device: str | None = None) -> DistInfo:
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} requested but CUDA is not available; use --device cpu")
+        raise InputError(f"--device {device} requested but CUDA is not available; use --device cpu")
     dev = torch.device(f"cuda:{local_rank}" if device == "cuda" else device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)

@@ -13,12 +13,14 @@ random interpolation, Mixup 0.8 / CutMix 1.0, label smoothing 0.1, drop path
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from timm.data import Mixup, create_transform, resolve_data_config
+from PIL import Image, ImageOps
+from timm.data import Mixup, auto_augment, create_transform, resolve_data_config
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from torch import Tensor, nn
@@ -27,11 +29,47 @@ from pointcoc import data as pdata
 from pointcoc.engine.distributed import DistInfo
 from pointcoc.engine.cli import add_common_args
 from pointcoc.engine.trainer import DataBundle, Task
+from pointcoc.errors import InputError
 from pointcoc.models import create_model, list_models
 
 log = logging.getLogger("pointcoc.train")
 
-__all__ = ["ImageTask", "build_parser", "eval_image_transform", "image_transforms"]
+__all__ = ["ImageTask", "build_parser", "add_bad_images_arg", "eval_image_transform", "image_transforms", "posterize", "safe_posterize_ops"]
+
+
+def posterize(img: Image.Image, bits_to_keep: int, **_: Any) -> Image.Image:
+    """timm's posterize op, defined for every level it draws: keep the ``bits_to_keep`` high bits per channel.
+
+    timm's increasing RandAugment levels (``inc1``) ask for 0 bits at magnitude 10, and its
+    ``Posterize`` op for 0 bits at magnitudes below 2.5. Pillow < 13 returned an all-black image for
+    0 bits (mask ``~255``); Pillow 13 raises ``ValueError: bits must be between or equal to 1 and 8``.
+    This gives Pillow < 13's result on every Pillow, so the upstream recipe trains as it did.
+    """
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep >= 1:
+        return ImageOps.posterize(img, bits_to_keep)
+    return Image.new(img.mode, img.size)  # no bit kept: every channel 0, as Pillow < 13
+
+
+def safe_posterize_ops(transform: Any) -> int:
+    """Point every timm posterize op inside ``transform`` (RandAugment, AutoAugment, AugMix, through Compose)
+    at :func:`posterize`; returns how many ops it changed. Only this transform object changes, not timm."""
+    changed = 0
+    pending = [transform]
+    while pending:
+        t = pending.pop()
+        if isinstance(t, (list, tuple)):  # AutoAugment's sub-policies are lists of ops
+            pending.extend(t)
+            continue
+        if getattr(t, "aug_fn", None) is auto_augment.posterize:
+            t.aug_fn = posterize
+            changed += 1
+        for attr in ("transforms", "ops", "policy"):  # Compose, RandAugment / AugMix, AutoAugment sub-policies
+            children = getattr(t, attr, None)
+            if isinstance(children, (list, tuple)):
+                pending.extend(children)
+    return changed
 
 
 def eval_image_transform(img_size: int, model: nn.Module | None = None) -> tuple[Any, dict[str, Any]]:
@@ -49,6 +87,7 @@ def image_transforms(cfg: dict[str, Any], model: nn.Module | None = None) -> tup
     train = create_transform(cfg["img_size"], is_training=True, auto_augment=cfg["aa"] or None,
                              color_jitter=cfg["color_jitter"], re_prob=cfg["reprob"], re_mode="pixel", re_count=1,
                              interpolation="random", mean=data_cfg["mean"], std=data_cfg["std"])
+    safe_posterize_ops(train)  # timm's posterize meets Pillow 13 (see `posterize`)
     return train, val
 
 
@@ -57,6 +96,7 @@ class ImageTask(Task):
 
     best_key = "top1"
     topk = (1, 5)
+    counts_skipped = True  # damaged images are skipped (or refused: --bad-images error)
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
@@ -66,19 +106,19 @@ class ImageTask(Task):
     def build_data(self, cfg: dict[str, Any], dist: DistInfo) -> DataBundle:
         root = cfg["data_dir"]
         if root is None:
-            raise ValueError("--data-dir is required (an ImageNet-style folder with train/ and val/, or 'demo')")
+            raise InputError("--data-dir is required (an ImageNet-style folder with train/ and val/, or 'demo')")
         if root == "demo":  # written on first use, safe with concurrent processes
             root = str(pdata.ensure_demo_data("data/demo") / "images")
         probe = create_model(cfg["model"], num_classes=1)
         train_tf, val_tf = image_transforms(cfg, probe)
-        train = pdata.image_folder(root, "train", train_tf)
-        val = pdata.image_folder(root, "val", val_tf)
+        train = pdata.image_folder(root, "train", train_tf, bad_images=cfg["bad_images"])
+        val = pdata.image_folder(root, "val", val_tf, bad_images=cfg["bad_images"])
         if list(train.classes) != list(val.classes):
-            raise ValueError(f"{root}: train/ and val/ have different class folders")
+            raise InputError(f"{root}: train/ and val/ have different class folders")
         num_classes = len(train.classes)
         mixup_on = cfg["mixup"] > 0 or cfg["cutmix"] > 0
         if mixup_on and cfg["batch_size"] % 2:
-            raise ValueError(f"Mixup/CutMix need an even --batch-size, got {cfg['batch_size']}")
+            raise InputError(f"Mixup/CutMix need an even --batch-size, got {cfg['batch_size']}")
         if mixup_on:
             self.mixup = Mixup(mixup_alpha=cfg["mixup"], cutmix_alpha=cfg["cutmix"], label_smoothing=cfg["smoothing"],
                                num_classes=num_classes)
@@ -95,6 +135,13 @@ class ImageTask(Task):
         log.info("AdamW lr %.3g", lr)
         return create_optimizer_v2(model, "adamw", lr=lr, weight_decay=cfg["weight_decay"])
 
+    def collate(self, train: bool = False) -> Any:
+        """Leave damaged images out of a batch (and keep a training batch even for Mixup/CutMix)."""
+        return functools.partial(pdata.collate_skipping, even=train and self.mixup is not None)
+
+    def unpack(self, batch: Any) -> tuple[Any, int]:
+        return batch
+
     def train_loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         images, target = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
         soft = target
@@ -110,7 +157,16 @@ class ImageTask(Task):
         best = max(history, key=lambda r: r["val_top1"])
         return {"best_top1": best["val_top1"], "best_top5": max(r.get("val_top5", 0.0) for r in history),
                 "best_epoch": best["epoch"], "final_top1": history[-1]["val_top1"],
-                "final_top5": history[-1].get("val_top5", 0.0)}
+                "final_top5": history[-1].get("val_top5", 0.0),
+                "final_train_skipped": int(history[-1].get("train_skipped", 0)),
+                "final_val_skipped": int(history[-1].get("val_skipped", 0))}
+
+
+def add_bad_images_arg(p: argparse.ArgumentParser) -> None:
+    """``--bad-images skip|error``: what a damaged image file does (see :mod:`pointcoc.data.images`)."""
+    p.add_argument("--bad-images", choices=pdata.BAD_IMAGE_POLICIES, default="skip",
+                   help="a damaged image (does not decode, or a JPEG with corrupt data): skip it with a warning "
+                        "naming the file (counted as train_skipped/val_skipped in metrics.csv), or stop with an error")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixup", type=float, default=0.8)
     p.add_argument("--cutmix", type=float, default=1.0)
     p.add_argument("--smoothing", type=float, default=0.1)
+    add_bad_images_arg(p)
     p.add_argument("--model-ema", action="store_true")
     p.add_argument("--model-ema-decay", type=float, default=0.9998)
     add_common_args(p)

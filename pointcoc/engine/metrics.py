@@ -26,6 +26,11 @@ class ClassificationMeter:
         self.total = torch.zeros(num_classes, dtype=torch.float64)
         self.topk_hits = torch.zeros(len(self.topk), dtype=torch.float64)
         self.loss_sum = torch.zeros(1, dtype=torch.float64)
+        self.skipped = torch.zeros(1, dtype=torch.float64)
+
+    def skip(self, count: int) -> None:
+        """Count ``count`` samples that the loader left out (damaged files)."""
+        self.skipped += count
 
     def update(self, logits: Tensor, target: Tensor, loss: float | None = None) -> None:
         """``logits [B, C]``, ``target [B]`` hard labels; ``loss`` the batch mean (weighted by B)."""
@@ -42,11 +47,11 @@ class ClassificationMeter:
 
     def reduce(self) -> ClassificationMeter:
         """Sum the counts over all processes (in place); returns self."""
-        flat = torch.cat([self.correct, self.total, self.topk_hits, self.loss_sum])
+        flat = torch.cat([self.correct, self.total, self.topk_hits, self.loss_sum, self.skipped])
         flat = all_reduce_sum(flat)
         c = self.num_classes
         self.correct, self.total = flat[:c], flat[c:2 * c]
-        self.topk_hits, self.loss_sum = flat[2 * c:2 * c + len(self.topk)], flat[-1:]
+        self.topk_hits, self.loss_sum, self.skipped = flat[2 * c:2 * c + len(self.topk)], flat[-2:-1], flat[-1:]
         return self
 
     @property
@@ -55,7 +60,7 @@ class ClassificationMeter:
 
     def compute(self) -> dict[str, float | list[float]]:
         """``oa``, ``macc`` (mean over classes that occur), ``per_class`` accuracies (NaN for absent
-        classes), ``top{k}`` and ``loss``; accuracies in percent."""
+        classes), ``top{k}``, ``loss`` and ``skipped`` (samples left out); accuracies in percent."""
         n = max(self.count, 1)
         present = self.total > 0
         per_class = torch.where(present, self.correct / self.total.clamp_min(1), torch.full_like(self.total, float("nan")))
@@ -64,6 +69,7 @@ class ClassificationMeter:
             "macc": 100.0 * float(per_class[present].mean()) if bool(present.any()) else 0.0,
             "per_class": [100.0 * float(v) for v in per_class],
             "loss": float(self.loss_sum) / n,
+            "skipped": int(self.skipped),
         }
         for k, hits in zip(self.topk, self.topk_hits):
             out[f"top{k}"] = 100.0 * float(hits) / n

@@ -23,6 +23,7 @@ from pointcoc.engine.cli import add_common_args
 from pointcoc.engine.distributed import DistInfo
 from pointcoc.engine.losses import smooth_cross_entropy
 from pointcoc.engine.trainer import DataBundle, Task, make_loader, evaluate
+from pointcoc.errors import InputError
 from pointcoc.models import create_model, list_models
 
 __all__ = ["PointTask", "RECIPES", "build_parser", "point_datasets", "point_split"]
@@ -75,7 +76,7 @@ class PointTask(Task):
     def build_data(self, cfg: dict[str, Any], dist: DistInfo) -> DataBundle:
         train, test = point_datasets(cfg)
         if train.num_classes != test.num_classes:
-            raise ValueError(f"train and test splits disagree on the classes ({train.num_classes} vs "
+            raise InputError(f"train and test splits disagree on the classes ({train.num_classes} vs "
                              f"{test.num_classes})")
         return DataBundle(train, test, train.num_classes, list(train.classes))
 

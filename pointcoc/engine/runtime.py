@@ -32,6 +32,8 @@ import os
 import platform
 from typing import Literal
 
+from pointcoc.errors import InputError
+
 __all__ = ["reuse_freed_memory", "release_freed_memory", "trim_freed_memory", "apply_cpu_allocator",
            "CPU_ALLOCATORS"]
 
@@ -167,7 +169,7 @@ def apply_cpu_allocator(choice: Literal["reuse", "system"]) -> bool:
         ValueError: ``choice`` is not one of :data:`CPU_ALLOCATORS`.
     """
     if choice not in CPU_ALLOCATORS:
-        raise ValueError(f"--cpu-allocator must be one of {CPU_ALLOCATORS}, got {choice!r}")
+        raise InputError(f"--cpu-allocator must be one of {CPU_ALLOCATORS}, got {choice!r}")
     if choice == "reuse":
         return reuse_freed_memory()
     if _mode == "reuse":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -35,9 +36,11 @@ from pointcoc.engine.distributed import DistInfo, cleanup_distributed, init_dist
 from pointcoc.engine.logger import RunLogger
 from pointcoc.engine.metrics import ClassificationMeter
 from pointcoc.engine.runtime import trim_freed_memory
-from pointcoc.models import read_checkpoint
+from pointcoc.errors import InputError
+from pointcoc.models import load_upstream_state_dict, read_checkpoint
 
-__all__ = ["Task", "DataBundle", "fit", "evaluate", "ShardSampler", "RUN_FILES", "autocast_context", "make_loader"]
+__all__ = ["Task", "DataBundle", "fit", "evaluate", "ShardSampler", "RUN_FILES", "autocast_context", "make_loader",
+           "read_resume_checkpoint", "remove_stale_temporaries"]
 
 log = logging.getLogger("pointcoc.train")
 
@@ -61,6 +64,8 @@ class Task(ABC):
     best_key: str = "oa"
     #: extra top-k accuracies to report
     topk: tuple[int, ...] = (1,)
+    #: the loaders may skip damaged samples; their counts go to ``train_skipped`` / ``val_skipped``
+    counts_skipped: bool = False
 
     @abstractmethod
     def build_data(self, cfg: dict[str, Any], dist: DistInfo) -> DataBundle: ...
@@ -92,8 +97,13 @@ class Task(ABC):
     def eval_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         return nn.functional.cross_entropy(logits.float(), target)
 
-    def collate(self) -> Any:
+    def collate(self, train: bool = False) -> Any:
+        """The loaders' ``collate_fn`` (None: PyTorch's default)."""
         return None
+
+    def unpack(self, batch: Any) -> tuple[Any, int]:
+        """``(batch, samples the loader skipped)`` of what the loader yielded; ``batch`` None when none is left."""
+        return batch, 0
 
     def final_extras(self, cfg: dict[str, Any], model: nn.Module, data: DataBundle, dist: DistInfo) -> dict[str, Any]:
         """Extra final metrics (e.g. voting); runs on every rank (collective), returns them on rank 0."""
@@ -181,6 +191,14 @@ def train_one_epoch(task: Task, model: nn.Module, loader: DataLoader, optimizer:
     start = time.perf_counter()
     bar = _progress(loader, f"train {epoch + 1}/{cfg['epochs']}", dist, len(loader))
     for batch in bar:
+        batch, skipped = task.unpack(batch)
+        meter.skip(skipped)
+        if batch is None:  # every sample of the batch was damaged
+            if dist.distributed:  # the other ranks would wait for this one's gradients for ever
+                raise InputError(f"rank {dist.rank}: every sample of a training batch was a damaged file (epoch "
+                                 f"{epoch + 1}, named in the warnings above); with several processes each step needs "
+                                 "samples on every rank: remove the damaged files or raise --batch-size")
+            continue
         with autocast_context(cfg["amp"], dist.device):
             loss, logits, target = task.train_loss(model, batch, dist.device)
         loss_value = loss.item()  # the step's one device sync
@@ -208,17 +226,25 @@ def train_one_epoch(task: Task, model: nn.Module, loader: DataLoader, optimizer:
             bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{meter.compute()['oa']:.1f}", samples_s=f"{rate:.1f}")
     stats = meter.reduce().compute()
     elapsed = time.perf_counter() - start
-    return {"train_loss": stats["loss"], "train_acc": stats["oa"], "train_samples_s": meter.count / elapsed,
-            "train_time": elapsed}
+    out = {"train_loss": stats["loss"], "train_acc": stats["oa"], "train_samples_s": meter.count / elapsed,
+           "train_time": elapsed}
+    if task.counts_skipped:
+        out["train_skipped"] = stats["skipped"]
+    return out
 
 
 @torch.no_grad()
 def evaluate(task: Task, model: nn.Module, loader: DataLoader, dist: DistInfo, num_classes: int,
              amp: str = "none") -> dict[str, Any]:
-    """Metrics of ``model`` over ``loader`` (summed over ranks): ``oa``, ``macc``, ``per_class``, ``top{k}``, ``loss``."""
+    """Metrics of ``model`` over ``loader`` (summed over ranks): ``oa``, ``macc``, ``per_class``, ``top{k}``, ``loss``
+    and ``skipped`` (damaged samples the loader left out)."""
     model.eval()
     meter = ClassificationMeter(num_classes, task.topk)
     for batch in _progress(loader, "eval", dist, len(loader)):
+        batch, skipped = task.unpack(batch)
+        meter.skip(skipped)
+        if batch is None:
+            continue
         with autocast_context(amp, dist.device):
             logits, target = task.eval_logits(model, batch, dist.device)
         meter.update(logits, target, task.eval_loss(logits, target).item())
@@ -226,25 +252,97 @@ def evaluate(task: Task, model: nn.Module, loader: DataLoader, dist: DistInfo, n
 
 
 def _check_output_dir(out: Path, resume: str | None) -> Path | None:
-    """The checkpoint to resume from, or None; refuses to overwrite another run."""
+    """The checkpoint to resume from, or None; refuses to overwrite another run or to write into a file."""
+    for folder in (out, *out.parents):  # the nearest existing ancestor must be a writable folder
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is an existing file" if folder == out else f"is inside {folder}, which is a file"
+                raise InputError(f"--output-dir {out} {what}, not a folder; choose another --output-dir "
+                                 "(nothing was touched)")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise InputError(f"--output-dir {out}: {folder} is not writable; choose another --output-dir")
+            break
     if resume:
         path = out / "last.pt" if resume == "auto" else Path(resume)
         if not path.is_file():
-            raise ValueError(f"--resume: no checkpoint at {path}; nothing to resume")
+            raise InputError(f"--resume: no checkpoint at {path}; nothing to resume")
         return path
     existing = [name for name in RUN_FILES if (out / name).exists()]
     if existing:
-        raise ValueError(f"--output-dir {out} holds another run ({', '.join(existing)}); pass --resume to continue "
+        raise InputError(f"--output-dir {out} holds another run ({', '.join(existing)}); pass --resume to continue "
                          "it or choose another --output-dir (nothing was overwritten)")
     return None
+
+
+#: what a checkpoint needs for ``--resume`` (``last.pt`` / ``best.pt`` of a pointcoc training run)
+RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "best_metric", "rng")
+
+
+def read_resume_checkpoint(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint at ``path``, checked to be a pointcoc training checkpoint of ``cfg["model"]``.
+
+    Raises:
+        InputError: an unreadable file (see :func:`read_checkpoint`), a file that is not a pointcoc
+            training checkpoint, or a checkpoint of another model.
+    """
+    ckpt = read_checkpoint(path)
+    missing = [k for k in RESUME_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise InputError(f"--resume {path}: not a pointcoc training checkpoint (it lacks {', '.join(missing)}); "
+                         "--resume continues a run of the training scripts from its last.pt or best.pt")
+    saved = (ckpt.get("config") or {}).get("model") if isinstance(ckpt.get("config"), dict) else None
+    if saved is not None and saved != cfg["model"]:
+        raise InputError(f"--resume {path}: the checkpoint is a run of model {saved}, but this run builds "
+                         f"{cfg['model']}; pass --model {saved} to continue it, or start a new run in another "
+                         "--output-dir (nothing was touched)")
+    return ckpt
+
+
+def _load_resume_state(path: Path, ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+                       scheduler: Any, scaler: torch.amp.GradScaler | None, ema: Any) -> None:
+    """Load the training state of ``ckpt`` strictly; a mismatch is an :class:`InputError` naming the file."""
+    load_upstream_state_dict(model, ckpt["model"], source=f"--resume {path}")  # strict, lists the mismatched keys
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None and ckpt.get("ema"):
+            ema.load_state_dict(ckpt["ema"])
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise InputError(f"--resume {path}: its optimizer, schedule or EMA state does not fit this run "
+                         f"({type(err).__name__}: {str(err).strip() or 'no detail'}); resume with the options the "
+                         "run was started with (its config.yaml: --config <output-dir>/config.yaml)") from err
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Delete the temporary files that writes killed mid-way left in ``out`` (``.last.pt.*.tmp``, ...).
+
+    Checkpoints and logs are written to a temporary file and renamed into place
+    (:func:`~pointcoc.engine.checkpoint.save_atomic`); a process killed during a write leaves
+    the temporary file. Returns the removed paths.
+    """
+    stale = [f for name in RUN_FILES for f in out.glob(f".{name}.*.tmp")] + list(out.glob("metrics.csv.tmp"))
+    removed = []
+    for f in stale:
+        try:
+            f.unlink()
+            removed.append(f)
+        except FileNotFoundError:
+            pass
+    if removed:
+        log.info("removed %d temporary file(s) left by interrupted writes: %s", len(removed),
+                 ", ".join(f.name for f in removed))
+    return removed
 
 
 def fit(cfg: dict[str, Any], task: Task) -> dict[str, Any]:
     """Train and evaluate as ``cfg`` says; returns the summary (also written to ``summary.json``).
 
     Raises:
-        ValueError: bad configuration (unknown model, missing data, batch larger than the
-            dataset, an output directory holding another run, ...). Nothing is overwritten.
+        InputError (a ValueError): bad configuration (unknown model, missing data, batch larger than
+            the dataset, an output directory holding another run or that is a file, a checkpoint to
+            resume that is unreadable or of another model, ...). Nothing is touched.
     """
     wall = time.perf_counter()
     dist = init_distributed(cfg["device"])
@@ -258,12 +356,13 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
     out = Path(cfg["output_dir"])
     resume = _check_output_dir(out, cfg.get("resume"))
     if cfg["amp"] == "fp16" and dist.device.type == "cpu":
-        raise ValueError("--amp fp16 needs CUDA; on CPU use --amp bf16 (slow without native bf16) or none")
+        raise InputError("--amp fp16 needs CUDA; on CPU use --amp bf16 (slow without native bf16) or none")
+    ckpt = read_resume_checkpoint(resume, cfg) if resume is not None else None
     seed_epoch(cfg["seed"], 0, dist.rank)
     data = task.build_data(cfg, dist)
     per_rank = len(data.train) // dist.world_size
     if per_rank < cfg["batch_size"]:
-        raise ValueError(f"--batch-size {cfg['batch_size']} is larger than the {per_rank} training samples per "
+        raise InputError(f"--batch-size {cfg['batch_size']} is larger than the {per_rank} training samples per "
                          f"process ({len(data.train)} in all); batches are dropped when incomplete, so no step "
                          "would run: lower --batch-size")
     model = task.build_model(cfg, data).to(dist.device)
@@ -277,15 +376,8 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
         ema = ModelEmaV3(model, decay=cfg["model_ema_decay"])
     start_epoch, best, elapsed_before = 0, -math.inf, 0.0
     per_class: list[float] = []
-    if resume is not None:
-        ckpt = read_checkpoint(resume)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        if ema is not None and ckpt.get("ema"):
-            ema.load_state_dict(ckpt["ema"])
+    if resume is not None and ckpt is not None:
+        _load_resume_state(resume, ckpt, model, optimizer, scheduler, scaler, ema)
         start_epoch, best = ckpt["epoch"] + 1, ckpt["best_metric"]
         elapsed_before = ckpt.get("elapsed", 0.0)
         per_class = ckpt.get("per_class", [])
@@ -299,6 +391,7 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
     logger = None
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # every check passed: now the run may touch its folder
         save_config(cfg, out / "config.yaml")
         logger = RunLogger(out, start_epoch, tensorboard=cfg.get("tensorboard", True))
         log.info("%s: %s parameters, %d training / %d validation samples, %d classes, %d process(es) on %s",
@@ -309,16 +402,20 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
     for epoch in range(start_epoch, cfg["epochs"]):
         seed_epoch(cfg["seed"], epoch, dist.rank)
         lr = optimizer.param_groups[0]["lr"]
-        train_stats = train_one_epoch(task, net, make_loader(data.train, cfg, dist, epoch, True, task.collate()),
+        train_stats = train_one_epoch(task, net, make_loader(data.train, cfg, dist, epoch, True, task.collate(True)),
                                       optimizer, scaler, ema, cfg, dist, data.num_classes, epoch)
         task.step_scheduler(scheduler, epoch)
-        val_loader = make_loader(data.val, cfg, dist, epoch, False, task.collate())
+        val_loader = make_loader(data.val, cfg, dist, epoch, False, task.collate(False))
         val = evaluate(task, model, val_loader, dist, data.num_classes, cfg["amp"])
+        not_logged = ("loss", "per_class") if task.counts_skipped else ("loss", "per_class", "skipped")
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train_stats, "val_loss": val["loss"],
-                               **{f"val_{k}": v for k, v in val.items() if k not in ("loss", "per_class")}}
+                               **{f"val_{k}": v for k, v in val.items() if k not in not_logged}}
         if ema is not None:
             ema_val = evaluate(task, ema.module, val_loader, dist, data.num_classes, cfg["amp"])
-            row.update({f"ema_{k}": v for k, v in ema_val.items() if k not in ("loss", "per_class")})
+            row.update({f"ema_{k}": v for k, v in ema_val.items() if k not in (*not_logged, "skipped")})
+        if dist.is_main and (row.get("train_skipped") or row.get("val_skipped")):
+            log.warning("epoch %d: skipped %d damaged sample(s) in training and %d in validation (named in the "
+                        "warnings above)", epoch + 1, row["train_skipped"], row["val_skipped"])
         per_class = val["per_class"]
         metric = row[f"val_{task.best_key}"]
         is_best = metric > best

@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pointcoc import data as pdata
-from pointcoc.engine.cli import add_allocator_arg, setup_logging
+from pointcoc.engine.cli import add_allocator_arg, exit_on_input_error, setup_logging
 from pointcoc.engine.distributed import cleanup_distributed, init_distributed
-from pointcoc.engine.images import ImageTask, eval_image_transform
+from pointcoc.engine.images import ImageTask, add_bad_images_arg, eval_image_transform
 from pointcoc.engine.points import PointTask, VotingTask, point_split
 from pointcoc.engine.runtime import apply_cpu_allocator
 from pointcoc.engine.trainer import make_loader, evaluate
+from pointcoc.errors import InputError
 from pointcoc.models import create_model, list_models, model_kind
 
 __all__ = ["build_parser", "main", "validate"]
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--output", help="also write the metrics to this JSON file")
+    add_bad_images_arg(p)
     add_allocator_arg(p)
     return p
 
@@ -51,7 +52,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     try:
         kind = model_kind(cfg["model"])
         if (kind == "image") != (cfg["dataset"] == "images"):
-            raise ValueError(f"model {cfg['model']} is an {kind} model; it cannot run on --dataset {cfg['dataset']}")
+            raise InputError(f"model {cfg['model']} is an {kind} model; it cannot run on --dataset {cfg['dataset']}")
         cfg = {**cfg, "seed": 0}
         if kind == "point":
             split = cfg["split"] or "test"
@@ -65,10 +66,11 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             if root is None or root == "demo":
                 root = str(pdata.ensure_demo_data("data/demo") / "images")
             probe = create_model(cfg["model"], num_classes=1)
-            ds = pdata.image_folder(root, split, eval_image_transform(cfg["img_size"], probe)[0])
+            ds = pdata.image_folder(root, split, eval_image_transform(cfg["img_size"], probe)[0],
+                                    bad_images=cfg["bad_images"])
             task = ImageTask(cfg)
         model = create_model(cfg["model"], checkpoint=cfg["checkpoint"], num_classes=len(ds.classes)).to(dist.device)
-        loader = make_loader(ds, cfg, dist, 0, False, None)
+        loader = make_loader(ds, cfg, dist, 0, False, task.collate(False))
         metrics = evaluate(task, model, loader, dist, len(ds.classes))
         metrics.update(model=cfg["model"], checkpoint=cfg["checkpoint"], split=split, samples=len(ds),
                        classes=list(ds.classes))
@@ -80,15 +82,17 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cfg = vars(build_parser().parse_args(argv))
     setup_logging()
-    try:
+    with exit_on_input_error(log):
         apply_cpu_allocator(cfg["cpu_allocator"])
         metrics = validate(cfg)
-    except ValueError as err:
-        log.error("error: %s", err)
-        sys.exit(2)
     keys = [k for k in ("oa", "macc", "top1", "top5", "loss") if k in metrics]
-    log.info("%s on %s (%d samples): %s", cfg["model"], metrics["split"], metrics["samples"],
+    skipped = f", {metrics['skipped']} damaged skipped" if metrics.get("skipped") else ""
+    log.info("%s on %s (%d samples%s): %s", cfg["model"], metrics["split"], metrics["samples"], skipped,
              ", ".join(f"{k} {metrics[k]:.2f}" for k in keys))
     if cfg["output"]:
-        Path(cfg["output"]).write_text(json.dumps(metrics, indent=2))
+        with exit_on_input_error(log):
+            try:
+                Path(cfg["output"]).write_text(json.dumps(metrics, indent=2))
+            except OSError as err:
+                raise InputError(f"--output {cfg['output']}: cannot write it ({err.strerror or err})") from err
     return metrics

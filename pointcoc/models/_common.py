@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pointcoc.errors import InputError
 from pointcoc.ops import canonical_order, fps
 from pointcoc.ops._checks import check_batch, check_pos
 
@@ -81,7 +82,7 @@ def prepare_points(pos: Tensor, x: Tensor | None, batch: Tensor | None, in_chann
             batch = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
     if counts.numel() == 0 or int(counts.min()) < min_points:
         smallest = int(counts.min()) if counts.numel() else 0
-        raise ValueError(f"a cloud has {smallest} points; this model needs at least {min_points} points per cloud")
+        raise InputError(f"a cloud has {smallest} points; this model needs at least {min_points} points per cloud")
     feats = pos if x is None else torch.cat([pos, x.to(pos.dtype)], dim=-1)
     return PointInput(pos, feats, batch, counts.numel())
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from torch import nn
 
+from pointcoc.errors import InputError
+
 __all__ = ["register", "create_model", "list_models", "model_kind"]
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ def model_kind(name: str) -> str:
 
 def _check_name(name: str) -> None:
     if name not in _BUILDERS:
-        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+        raise InputError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
 
 
 def create_model(name: str, checkpoint: str | Path | None = None, **kwargs) -> nn.Module:

@@ -18,6 +18,8 @@ import argparse
 import logging
 import pickle
 import re
+import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from pointcoc.blocks import SampleNorm
+from pointcoc.errors import InputError, strip_ansi
 from pointcoc.models.coc import CoC
 from pointcoc.models.pointmlp import ACTIVATIONS, PointMLP
 
@@ -51,14 +54,14 @@ _WRAPPERS = ("state_dict", "model", "net", "state_dict_ema", "model_ema")
 
 def _lookup(table: Mapping[str, type[nn.Module]], name: str, what: str) -> type[nn.Module]:
     if name not in table:
-        raise ValueError(f"upstream {what} {name!r} is not supported; supported: {sorted(table)}")
+        raise InputError(f"upstream {what} {name!r} is not supported; supported: {sorted(table)}")
     return table[name]
 
 
 def _coc_from_upstream(args: Mapping[str, Any], env: Mapping[str, Any] | None) -> CoC:
     a = {**_COC_DEFAULTS, **args}
     if env and env.get("FORK_LAST3"):
-        raise ValueError("upstream FORK_LAST3 (no first fork_feat norm) is not supported")
+        raise InputError("upstream FORK_LAST3 (no first fork_feat norm) is not supported")
     regions = [(fw, fh) if fw > 1 and fh > 1 else (1, 1)  # upstream folds only when both are > 1
                for fw, fh in zip(a["fold_w"], a["fold_h"])]
     return CoC(
@@ -91,11 +94,11 @@ _POINT_SOURCES = {
 def _pointmlp_from_upstream(args: Mapping[str, Any], cluster: bool, fps_start: int | None) -> PointMLP:
     a = {**_POINT_DEFAULTS, **args}
     if a["groups"] != 1:
-        raise ValueError(f"upstream groups={a['groups']} (grouped residual MLPs) is not supported; use groups=1")
+        raise InputError(f"upstream groups={a['groups']} (grouped residual MLPs) is not supported; use groups=1")
     if a["activation"].lower() not in ACTIVATIONS:
-        raise ValueError(f"upstream activation {a['activation']!r} is not supported; supported: {sorted(ACTIVATIONS)}")
+        raise InputError(f"upstream activation {a['activation']!r} is not supported; supported: {sorted(ACTIVATIONS)}")
     if fps_start not in (None, 0):
-        raise ValueError(f"FPS start index {fps_start} is not supported; pointcoc starts at index 0 (or canonically)")
+        raise InputError(f"FPS start index {fps_start} is not supported; pointcoc starts at index 0 (or canonically)")
     return PointMLP(num_classes=a["class_num"], points=a["points"], embed_dim=a["embed_dim"],
                     res_expansion=a["res_expansion"], activation=a["activation"], bias=a["bias"],
                     use_xyz=a["use_xyz"], normalize=a["normalize"], dim_expansion=a["dim_expansion"],
@@ -117,13 +120,13 @@ def build_from_upstream_config(config: Mapping[str, Any]) -> nn.Module:
     source = (config.get("upstream_file"), config.get("class"))
     args = config.get("resolved_constructor_args") or config.get("constructor_args")
     if args is None:
-        raise ValueError("upstream config has neither `resolved_constructor_args` nor `constructor_args`")
+        raise InputError("upstream config has neither `resolved_constructor_args` nor `constructor_args`")
     if source == ("models/context_cluster.py", "ContextCluster"):
         return _coc_from_upstream(args, config.get("env"))
     if source in _POINT_SOURCES:
         return _pointmlp_from_upstream(args, _POINT_SOURCES[source], config.get("fps_start_index"))
     supported = [("models/context_cluster.py", "ContextCluster"), *_POINT_SOURCES]
-    raise ValueError(f"unsupported upstream model {source}; supported: {supported}")
+    raise InputError(f"unsupported upstream model {source}; supported: {supported}")
 
 
 def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, Tensor]:
@@ -135,12 +138,12 @@ def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, Tensor]
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not obj:
-        raise ValueError(f"{source} holds no state dict (expected a dict of tensors, optionally under one of "
+        raise InputError(f"{source} holds no state dict (expected a dict of tensors, optionally under one of "
                          f"{list(_WRAPPERS)})")
     out: dict[str, Tensor] = {}
     for key, value in obj.items():
         if not isinstance(value, Tensor):
-            raise ValueError(f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor")
+            raise InputError(f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor")
         out[key[len("module."):] if key.startswith("module.") else key] = value
     return out
 
@@ -195,9 +198,33 @@ def load_upstream_state_dict(model: nn.Module, state_dict: Any, source: str = "s
             if items:
                 more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
                 parts.append(f"{label}: {items[:5]}{more}")
-        raise ValueError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
+        raise InputError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
     return model
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive (the default since torch 1.6)
+_PICKLE_MAGIC = b"\x80"  # a pickle of protocol 2 or later (torch's legacy format, plain pickles)
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _checkpoint_format(path: Path) -> str:
+    """``"zip"``, ``"pickle"``; raises :class:`InputError` for a file that is neither (empty, text, random bytes)."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise InputError(f"checkpoint {str(path)!r} is empty (0 bytes): its write was interrupted or it was never "
+                         "written; use another checkpoint (e.g. best.pt) or start the run afresh")
+    if head == _ZIP_MAGIC:
+        if not zipfile.is_zipfile(path):
+            raise InputError(f"checkpoint {str(path)!r} is truncated: the zip archive that torch.save writes ends "
+                             f"early ({path.stat().st_size:,} bytes, no end of archive); a write or a copy was "
+                             "interrupted: copy it again or use another checkpoint (e.g. best.pt)")
+        return "zip"
+    if head[:1] == _PICKLE_MAGIC:
+        return "pickle"
+    raise InputError(f"checkpoint {str(path)!r} is not a PyTorch checkpoint: it starts with bytes {head!r}, "
+                     "neither a torch.save zip archive nor a pickle; check the path")
 
 
 def read_checkpoint(path: str | Path) -> Any:
@@ -207,17 +234,33 @@ def read_checkpoint(path: str | Path) -> Any:
     training scripts store): a file that carries pickled code is refused, never executed.
 
     Raises:
-        ValueError: the file is missing, or cannot be loaded safely.
+        InputError (a ValueError): the file is missing, empty, truncated, not a checkpoint, or
+            holds a pickled object that is not plain data; the message says which.
     """
     path = Path(path)
+    if not path.exists():
+        raise InputError(f"checkpoint {str(path)!r} does not exist")
     if not path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r} does not exist")
+        raise InputError(f"checkpoint {str(path)!r} is not a file")
+    fmt = _checkpoint_format(path)
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            # a damaged pickle may claim any protocol; the error below says what is wrong
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        raise ValueError(f"checkpoint {str(path)!r} cannot be loaded safely (weights_only=True): "
-                         f"{str(err).splitlines()[0]}") from err
+    except pickle.UnpicklingError as err:
+        refused = _REFUSED_GLOBAL.search(strip_ansi(str(err)))
+        if refused:
+            raise InputError(
+                f"checkpoint {str(path)!r} was refused, not loaded: it holds a pickled {refused.group(1)}, which is "
+                "not plain data, and unpickling it could run code. pointcoc reads only tensors, containers and plain "
+                "values (weights_only=True); if you made the file yourself, re-save its tensors (e.g. "
+                "torch.save(model.state_dict(), path))") from err
+        raise InputError(f"checkpoint {str(path)!r} is damaged: its {fmt} data does not unpickle (a corrupt or "
+                         "partial file); copy it again or use another checkpoint") from err
+    except (RuntimeError, EOFError, KeyError, OSError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+        raise InputError(f"checkpoint {str(path)!r} is truncated or damaged: its {fmt} data cannot be read "
+                         f"({type(err).__name__}); copy it again or use another checkpoint (e.g. best.pt)") from err
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:

@@ -5,12 +5,12 @@ Imported by the tests of this folder (pytest puts the folder on sys.path).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
+from snapshots import snapshot  # noqa: F401 (re-exported for the tests of this folder)
 
 
 def write_h5(path: Path, **arrays: np.ndarray) -> Path:
@@ -70,13 +70,3 @@ def make_scanobjectnn(root: Path, n: int = 5, points: int = 40) -> dict[tuple[st
             write_h5(path, **arrays)
             written[(folder, path.name)] = arrays
     return written
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
-    """Every path under ``root`` with its size, mtime and content hash."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        st = p.stat()
-        digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-        out[str(p.relative_to(root))] = (st.st_size if p.is_file() else 0, st.st_mtime_ns, digest)
-    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import io
+import logging
 import re
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
-from pointcoc.data import DatasetNotFoundError, ImageFolderDataset, image_folder
+from pointcoc.data import (DamagedImageError, DatasetNotFoundError, ImageFolderDataset, collate_skipping, image_folder,
+                           load_image)
+from pointcoc.errors import InputError, input_error_message
 
 
 def save(path: Path, size: tuple[int, int] = (12, 10), mode: str = "RGB", fmt: str = "PNG", value: int = 0) -> Path:
@@ -90,42 +93,120 @@ def test_val_class_unknown_to_train(folder: Path) -> None:
         image_folder(folder, "val")
 
 
-def _jpeg_bytes() -> bytes:
+def _jpeg_bytes(size: int = 64, **save: object) -> bytes:
+    """A JPEG of a smooth gradient with noise (as a photo: the entropy-coded data is long enough to damage)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size] * (255 / size)
+    arr = np.stack([xx, yy, (xx + yy) / 2], -1) + rng.normal(0, 10, (size, size, 3))
     buf = io.BytesIO()
-    Image.fromarray((np.random.default_rng(0).uniform(0, 255, (64, 64, 3))).astype(np.uint8)).save(buf, "JPEG")
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).convert(str(save.pop("mode", "RGB"))).save(
+        buf, "JPEG", **save)
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("name, content", [
-    ("garbage.png", b"this is not a png" * 10),
-    ("truncated.jpg", _jpeg_bytes()[:300]),
-    ("empty.JPEG", b""),
-])
-def test_unreadable_image_names_the_file(folder: Path, name: str, content: bytes) -> None:
+def _damaged_mid_stream(kind: str) -> bytes:
+    """A JPEG damaged inside its entropy-coded data: Pillow decodes it without a word (garbage pixels)."""
+    raw = _jpeg_bytes(256, quality=90)
+    n = len(raw)
+    if kind == "zeroed":
+        return raw[:n // 3] + b"\0" * (n // 3) + raw[2 * n // 3:]
+    noise = np.random.default_rng(1).integers(0, 256, 200, dtype=np.uint8).tobytes()
+    return raw[:n // 2] + noise + raw[n // 2 + 200:]
+
+
+DAMAGED = {
+    "garbage.png": (b"this is not a png" * 10, "not in an image format Pillow can read"),
+    "truncated.jpg": (_jpeg_bytes()[:300], "OSError: Truncated File Read"),  # cut inside the header
+    "half.jpg": (_jpeg_bytes(256)[:3000], "corrupt JPEG data"),
+    "empty.JPEG": (b"", "the file is empty"),
+    "broken.png": (None, "OSError: broken data stream"),
+    "zeroed.jpg": (_damaged_mid_stream("zeroed"), "corrupt JPEG data"),
+    "noise.jpg": (_damaged_mid_stream("noise"), "corrupt JPEG data"),
+}
+
+
+def _broken_png() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 7, np.uint8)).save(buf, "PNG")
+    raw = bytearray(buf.getvalue())
+    at = raw.index(b"IDAT") + 6  # inside the compressed pixels
+    raw[at] ^= 0xFF
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGED))
+def test_damaged_image_names_the_file(folder: Path, name: str, caplog) -> None:
+    content, cause = DAMAGED[name]
     bad = folder / "train" / "n02" / name
-    bad.write_bytes(content)
+    bad.write_bytes(_broken_png() if content is None else content)
     before = snapshot(folder)
-    ds = image_folder(folder, "train")  # the layout is fine; the image fails when loaded
-    index = [p for p, _ in ds.samples].index(str(bad))
-    with pytest.raises(ValueError, match=rf"{bad}: unreadable image"):
-        ds[index]
-    assert ds[0][1] == 0  # the other images still load
+    strict = image_folder(folder, "train", bad_images="error")  # the layout is fine; the image fails when loaded
+    index = [p for p, _ in strict.samples].index(str(bad))
+    with pytest.raises(DamagedImageError, match=rf"^{re.escape(str(bad))}: damaged image \({re.escape(cause)}") as info:
+        strict[index]
+    assert isinstance(info.value, InputError) and info.value.path == str(bad) and cause in info.value.reason
+    assert strict[0][1] == 0  # the other images still load
+    skipping = image_folder(folder, "train")  # the default: skip it with a warning naming the file
+    with caplog.at_level(logging.WARNING, logger="pointcoc.data.images"):
+        assert skipping[index] is None
+    assert f"skipped {bad}: damaged image ({cause}" in caplog.text
     assert snapshot(folder) == before
 
 
-def test_unreadable_image_in_a_worker(folder: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("kind", ["zeroed", "noise"])
+def test_pillow_alone_misses_mid_stream_damage(tmp_path: Path, kind: str) -> None:
+    """The case a user found: Pillow decodes a JPEG damaged mid-stream to garbage without an error."""
+    path = tmp_path / "x.jpg"
+    path.write_bytes(_damaged_mid_stream(kind))
+    with Image.open(path) as img:
+        damaged = np.asarray(img.convert("RGB"), dtype=float)
+    intact = np.asarray(Image.open(io.BytesIO(_jpeg_bytes(256, quality=90))).convert("RGB"), dtype=float)
+    assert np.abs(damaged - intact).mean() > 10  # garbage pixels, yet no error from Pillow
+    with pytest.raises(DamagedImageError, match="corrupt JPEG data"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("save", [dict(quality=95, subsampling=0), dict(quality=75, subsampling=2),
+                                  dict(quality=85, progressive=True), dict(mode="L"), dict(mode="CMYK"),
+                                  dict(quality=50, subsampling=1)], ids=str)
+def test_jpeg_pixels_equal_pillow(tmp_path: Path, save: dict) -> None:
+    """libjpeg-turbo (simplejpeg) decodes intact JPEGs to exactly Pillow's pixels; CMYK goes through Pillow."""
+    path = tmp_path / "x.jpg"
+    path.write_bytes(_jpeg_bytes(97, **save))
+    with Image.open(path) as img:
+        expected = np.asarray(img.convert("RGB"))
+    got = load_image(path)
+    assert got.mode == "RGB" and got.size == (97, 97)
+    np.testing.assert_array_equal(np.asarray(got), expected)
+
+
+def test_collate_skipping() -> None:
+    samples = [(torch.full((2,), float(i)), i) for i in range(5)]
+    batch, skipped = collate_skipping([samples[0], None, samples[2], samples[3], None])
+    assert skipped == 2 and batch[0].shape == (3, 2) and batch[1].tolist() == [0, 2, 3]
+    batch, skipped = collate_skipping([samples[0], None, samples[2], samples[3]], even=True)  # Mixup pairs them
+    assert skipped == 1 and batch[1].tolist() == [0, 2]
+    assert collate_skipping([None, None]) == (None, 2)
+    assert collate_skipping([samples[1]], even=True) == (None, 0)
+
+
+def test_damaged_image_in_a_worker(folder: Path, monkeypatch) -> None:
+    """Re-raised in the main process as the same InputError; its message reads as one line again."""
     # a DataLoader whose worker failed joins each worker with this timeout when it is freed (10 s for two)
     monkeypatch.setattr(torch.utils.data._utils, "MP_STATUS_CHECK_INTERVAL", 0.2)
     bad = folder / "train" / "n03" / "zz.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    ds = image_folder(folder, "train", transform=ToTensor())
+    ds = image_folder(folder, "train", transform=ToTensor(), bad_images="error")
     batches = iter(DataLoader(ds, batch_size=1, num_workers=2))
-    message = ""
+    error: Exception | None = None
     try:
         for _ in batches:
             pass
-    except ValueError as err:  # re-raised in the main process with the worker's message
-        message = str(err)
+    except InputError as err:  # re-raised in the main process with the worker's traceback as its message
+        error = err
     del batches  # shut the workers down while the short timeout is in place
     gc.collect()
-    assert re.search(rf"{bad}: unreadable image", message), message
+    assert isinstance(error, DamagedImageError), error
+    assert "Original Traceback" in str(error)
+    message = input_error_message(error)
+    assert message.startswith(f"{bad}: damaged image (") and "\n" not in message, message

@@ -54,6 +54,61 @@ def write_image_folders(root: Path, per_class: int = 8, size: int = 32) -> Path:
     return root
 
 
+# Real pictures that ship with matplotlib (mpl-data): a photograph, a product photo, a logo and toolbar icons.
+_REAL_SOURCES = {
+    "hopper_face": ("sample_data/grace_hopper.jpg", (150, 40, 400, 330)),
+    "hopper_uniform": ("sample_data/grace_hopper.jpg", (40, 330, 480, 600)),
+    "hopper_flag": ("sample_data/grace_hopper.jpg", (0, 0, 160, 300)),
+    "hopper_medals": ("sample_data/grace_hopper.jpg", (220, 380, 420, 520)),
+    "present": ("sample_data/Minduka_Present_Blue_Pack.png", None),
+    "logo": ("sample_data/logo2.png", None),
+    "home": ("images/home_large.png", None),
+    "zoom": ("images/zoom_to_rect_large.png", None),
+    "save": ("images/filesave_large.png", None),
+    "help": ("images/help_large.png", None),
+}
+# how the samples are stored: the formats and modes a real folder set mixes
+_REAL_FORMATS = [("JPEG", "RGB", {"quality": 90}), ("PNG", "RGBA", {}), ("JPEG", "L", {"quality": 75}),
+                 ("PNG", "P", {}), ("JPEG", "RGB", {"quality": 80, "progressive": True}), ("PNG", "L", {}),
+                 ("JPEG", "CMYK", {}), ("PNG", "RGB", {})]
+
+
+def write_real_image_folders(root: Path, train: int = 12, val: int = 4, seed: int = 0) -> Path:
+    """Ten classes of real pictures in the ImageNet folder layout: random crops, rescales and rotations of
+    matplotlib's bundled sample images, saved as JPEG (baseline, progressive, greyscale, CMYK) and PNG
+    (RGBA, palette, greyscale), 24 to 220 pixels a side."""
+    import matplotlib
+
+    rng = np.random.default_rng(seed)
+    data = Path(matplotlib.get_data_path())
+    for k, (cls, (source, box)) in enumerate(_REAL_SOURCES.items()):
+        with Image.open(data / source) as img:
+            base = img.convert("RGBA")
+        if box is not None:
+            base = base.crop(box)
+        for split, count in (("train", train), ("val", val)):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(count):
+                w, h = base.size
+                cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
+                x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+                side = int(rng.integers(24, 221))
+                sample = base.crop((x0, y0, x0 + cw, y0 + ch)).rotate(float(rng.uniform(-20, 20)), expand=False)
+                sample = sample.resize((side, max(8, int(side * ch / cw))), Image.Resampling.BICUBIC)
+                fmt, mode, options = _REAL_FORMATS[(i + k) % len(_REAL_FORMATS)]
+                flat = Image.alpha_composite(Image.new("RGBA", sample.size, (255, 255, 255, 255)), sample)
+                stored = sample if mode == "RGBA" else flat.convert("RGB").convert(mode)
+                suffix = ".JPEG" if fmt == "JPEG" else ".png"
+                stored.save(folder / f"{cls}_{i}{suffix}", format=fmt, **options)
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_image_dir(tmp_path_factory) -> Path:
+    return write_real_image_folders(tmp_path_factory.mktemp("real") / "images")
+
+
 @pytest.fixture(scope="session")
 def modelnet_dir(tmp_path_factory) -> Path:
     return write_modelnet_layout(tmp_path_factory.mktemp("mn") / "modelnet40_ply_hdf5_2048")

@@ -1,9 +1,12 @@
-"""Engine pieces: metrics, PointMLP's smoothed loss, atomic checkpoints, safe loading, RNG state, config files."""
+"""Engine pieces: metrics, PointMLP's smoothed loss, atomic checkpoints, safe loading, RNG state, config files,
+the one-line reporting of input errors."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from pointcoc.engine.checkpoint import copy_atomic, rng_state, save_atomic, set_rng_state
-from pointcoc.models import read_checkpoint
+from pointcoc.engine.cli import exit_on_input_error
 from pointcoc.engine.config import parse_config
 from pointcoc.engine.losses import smooth_cross_entropy
 from pointcoc.engine.metrics import ClassificationMeter
+from pointcoc.errors import InputError, input_error_message, strip_ansi
+from pointcoc.models import read_checkpoint
 
 
 def test_meter_oa_macc_per_class_topk() -> None:
@@ -78,12 +83,64 @@ class _Code:
         return (eval, ("1 + 1",))
 
 
-def test_read_checkpoint_refuses_pickled_code(tmp_path) -> None:
-    torch.save({"model": _Code()}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="cannot be loaded safely"):
-        read_checkpoint(tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="does not exist"):
+def _damaged_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Files a user meets instead of a checkpoint: (path, what the error must say)."""
+    torch.save({"model": {"w": torch.randn(2000)}}, folder / "good.pt")
+    good = (folder / "good.pt").read_bytes()
+    torch.save({"w": torch.randn(200)}, folder / "legacy.pt", _use_new_zipfile_serialization=False)
+    legacy = (folder / "legacy.pt").read_bytes()
+    noise = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    files = {
+        "empty.pt": (b"", "is empty (0 bytes)"),
+        "truncated.pt": (good[: len(good) // 2], "is truncated: the zip archive that torch.save writes ends early"),
+        "random.pt": (b"\x13" + noise, "is not a PyTorch checkpoint: it starts with bytes"),
+        "text.pt": (b"model weights go here\n", "is not a PyTorch checkpoint"),
+        "pickle_noise.pt": (b"\x80" + noise, "is damaged: its pickle data does not unpickle"),
+        "legacy_truncated.pt": (legacy[: len(legacy) // 2], "is truncated or damaged: its pickle data cannot be read"),
+    }
+    out = {}
+    for name, (data, needle) in files.items():
+        (folder / name).write_bytes(data)
+        out[name] = (folder / name, needle)
+    torch.save({"model": _Code()}, folder / "code.pt")
+    out["code.pt"] = (folder / "code.pt", "was refused, not loaded: it holds a pickled eval,")
+    return out
+
+
+def test_read_checkpoint_says_what_is_wrong(tmp_path) -> None:
+    """Each damaged file gets its own diagnosis; never PyTorch's advice to retry with weights_only=False."""
+    for name, (path, needle) in _damaged_checkpoints(tmp_path).items():
+        before = path.read_bytes()
+        with pytest.raises(InputError) as info:
+            read_checkpoint(path)
+        message = str(info.value)
+        assert needle in message and str(path) in message, (name, message)
+        assert "weights_only=False" not in message and "\x1b" not in message and "\n" not in message, (name, message)
+        assert path.read_bytes() == before
+    assert read_checkpoint(tmp_path / "legacy.pt")["w"].shape == (200,)  # the legacy format still loads
+    with pytest.raises(InputError, match="does not exist"):
         read_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(InputError, match="is not a file"):
+        read_checkpoint(tmp_path)
+
+
+def test_input_error_message_strips_escapes_and_worker_tracebacks() -> None:
+    assert strip_ansi("\x1b[1mbold\x1b[0m and \x1b[31;1mred\x1b[0m") == "bold and red"
+    wrapped = InputError("Caught InputError in DataLoader worker process 1.\nOriginal Traceback (most recent call "
+                         "last):\n  File \"x.py\", line 3, in f\n    raise InputError(msg)\n"
+                         "pointcoc.errors.InputError: data/a.png: damaged image (x)\n")
+    assert input_error_message(wrapped) == "data/a.png: damaged image (x)"
+    assert input_error_message(InputError("")) == "InputError with no message"  # never an IndexError
+
+
+def test_exit_on_input_error_only_for_input_errors(caplog) -> None:
+    with pytest.raises(SystemExit) as exc, caplog.at_level(logging.ERROR):
+        with exit_on_input_error():
+            raise InputError("--foo 3: too large")
+    assert exc.value.code == 2 and caplog.records[-1].getMessage() == "error: --foo 3: too large"
+    with pytest.raises(ValueError, match="a bug"):  # a plain ValueError is a bug: it keeps its traceback
+        with exit_on_input_error():
+            raise ValueError("a bug")
 
 
 def test_rng_state_round_trip_through_a_checkpoint(tmp_path) -> None:
