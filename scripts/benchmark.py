@@ -20,32 +20,59 @@ Sections:
               dense [G, M, n, c] form, against the number of centres and points
     models    training and inference throughput and peak memory (images 224 px, clouds 1024 points);
               FLOP utilisation of coc_tiny's training step
+    upstream  training steps of pointcoc and of the upstream reference code side by side, in this process,
+              with the same weights and inputs (needs --upstream-cc, a Context-Cluster checkout; skipped
+              without it)
     data      HDF5 split load time (seconds per 10k clouds)
 
 Usage:
     python scripts/benchmark.py --out runs/bench                    # everything, whole zoo (21 minutes on 2 cores)
     python scripts/benchmark.py --section cluster --no-memory       # one section, timings only
     python scripts/benchmark.py --section models --models coc_tiny pointcoc_tiny --batch-size 16
+    python scripts/benchmark.py --section upstream --upstream-cc ~/src/Context-Cluster   # against upstream
+
+The upstream section imports upstream's own files from the checkout given at run time (nothing of it
+is copied into pointcoc): ``--upstream-cc`` is a work tree (``git clone
+https://github.com/ma-xu/Context-Cluster``) or a git directory, bare or not, whose ``HEAD`` the
+benchmark extracts with ``git archive`` into a temporary directory. Upstream's imports that do not
+exist on a CPU-only machine with timm 1.x are served by small stand-ins written here (see
+:func:`upstream_stand_ins`): the CUDA-only ``pointnet2_ops`` FPS is pointcoc's (torch-cluster, from
+index 0, so both sides sample the same anchors with the same op), the old timm paths point to
+timm 1.x's layers, and ``register_model`` leaves timm's registry alone (pointcoc's image zoo is
+registered there under the same names).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import csv
+import gc
+import importlib
+import io
 import logging
 import multiprocessing as mp
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from pointcoc.blocks import cluster_mix
-from pointcoc.engine.cli import add_allocator_arg
+from pointcoc.engine.cli import add_allocator_arg, exit_on_input_error
 from pointcoc.engine.runtime import apply_cpu_allocator, release_freed_memory, trim_freed_memory
+from pointcoc.errors import InputError
 
 log = logging.getLogger("pointcoc.benchmark")
 
@@ -208,6 +235,14 @@ def case_model(device: torch.device, name: str, mode: str, batch: int, img_size:
 
         infer.model = model  # type: ignore[attr-defined]
         return infer
+    return make_train_step(model, x)
+
+
+def make_train_step(model: nn.Module, x: Tensor) -> Callable[[], None]:
+    """One training step of ``model`` on ``x``: forward, ``logsumexp`` loss, backward, SGD step (lr 1e-3).
+
+    Puts the model in training mode; the returned function carries it as ``.model``.
+    """
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
 
@@ -298,6 +333,369 @@ def bench_models(args: argparse.Namespace, device: torch.device) -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- upstream, side by side
+UPSTREAM_URL = "https://github.com/ma-xu/Context-Cluster"
+# The upstream files the section imports, relative to the root of a Context-Cluster checkout.
+_UPSTREAM_FILES = ("models/context_cluster.py", "pointcloud/models/contextcluster.py",
+                   "pointcloud/models/model_utils.py", "pointcloud/models/pointmlp.py")
+_UPSTREAM_PACKAGE = "_pointcoc_benchmark_upstream"  # private sys.modules namespace of the imported files
+_PARITY_TOL = 1e-4  # rtol and atol of the forward check (float64; equal computations stay near 1e-13)
+
+
+class UpstreamSpec(NamedTuple):
+    """Where a pointcoc model's upstream counterpart is built.
+
+    Attributes:
+        file: the upstream file, relative to the checkout.
+        factory: the function of that file that builds the model (called with ``num_classes``).
+        num_classes: output classes on both sides (the README zoo's: ImageNet 1000, ScanObjectNN 15,
+            ModelNet40 40).
+    """
+
+    file: str
+    factory: str
+    num_classes: int
+
+
+UPSTREAM_MODELS: dict[str, UpstreamSpec] = {
+    **{name: UpstreamSpec("models/context_cluster.py", name, 1000)
+       for name in ("coc_tiny", "coc_tiny2", "coc_tiny_plain", "coc_small", "coc_medium", "coc_base_dim64",
+                    "coc_base_dim96")},
+    "pointmlp_coc": UpstreamSpec("pointcloud/models/contextcluster.py", "pointMLP_CoC", 15),
+    "pointmlp": UpstreamSpec("pointcloud/models/pointmlp.py", "pointMLP", 40),
+    "pointmlp_elite": UpstreamSpec("pointcloud/models/pointmlp.py", "pointMLPElite", 40),
+}
+UPSTREAM_DEFAULT_MODELS = ("coc_tiny", "coc_tiny_plain", "pointmlp_coc")
+
+
+class UpstreamCode:
+    """Upstream's imported files and where they came from.
+
+    Attributes:
+        modules: the imported modules by relative path (:data:`_UPSTREAM_FILES`).
+        revision: the checkout's commit (``"unknown"`` outside git; `` (modified)`` when those files
+            differ from it).
+        source: the ``--upstream-cc`` path.
+    """
+
+    def __init__(self, modules: dict[str, ModuleType], revision: str, source: str,
+                 cleanup: contextlib.ExitStack) -> None:
+        self.modules, self.revision, self.source = modules, revision, source
+        self._cleanup = cleanup
+
+    def close(self) -> None:
+        """Remove the temporary extraction, if there is one."""
+        self._cleanup.close()
+
+
+def _git(git_dir: Path, *args: str) -> bytes:
+    """``git --git-dir=git_dir args...``'s stdout; InputError with git's message when it fails."""
+    try:
+        res = subprocess.run(["git", f"--git-dir={git_dir}", *args], capture_output=True, check=False)
+    except FileNotFoundError as err:
+        raise InputError(f"{git_dir} is not a work tree and `git` is not installed to read it as a git dir") from err
+    if res.returncode != 0:
+        msg = res.stderr.decode(errors="replace").strip().splitlines()
+        raise InputError(f"git {' '.join(args[:1])} in {git_dir} failed: {msg[-1] if msg else res.returncode}")
+    return res.stdout
+
+
+def _rev_parse(path: Path, option: str) -> Path | None:
+    """``git -C path rev-parse option`` as a resolved path, or None (not in git, or no git installed)."""
+    try:
+        res = subprocess.run(["git", "-C", str(path), "rev-parse", option], capture_output=True, text=True,
+                             check=False)
+    except FileNotFoundError:
+        return None
+    return Path(res.stdout.strip()).resolve() if res.returncode == 0 else None
+
+
+def open_upstream_checkout(path: Path, stack: contextlib.ExitStack) -> tuple[Path, str]:
+    """The root holding upstream's files, and its commit (``"unknown"`` for a folder outside git).
+
+    Args:
+        path: a Context-Cluster work tree, or a git directory (bare or ``.git``) whose ``HEAD`` is
+            extracted with ``git archive`` (only :data:`_UPSTREAM_FILES`) into a temporary directory
+            that ``stack`` removes.
+        stack: owns the temporary directory.
+
+    Raises:
+        InputError: ``path`` is neither, or lacks one of the files.
+    """
+    path = path.expanduser()
+    if not path.is_dir():
+        raise InputError(f"--upstream-cc {path}: no such directory; get a checkout with "
+                         f"`git clone {UPSTREAM_URL}`")
+    if (path / _UPSTREAM_FILES[0]).is_file():  # a work tree (or a plain copy of one)
+        missing = [f for f in _UPSTREAM_FILES if not (path / f).is_file()]
+        if missing:
+            raise InputError(f"--upstream-cc {path} lacks {missing}: not a Context-Cluster checkout ({UPSTREAM_URL})")
+        revision = "unknown"
+        if _rev_parse(path, "--show-toplevel") == path.resolve():  # its own repository, not one around a copy
+            git_dir = _rev_parse(path, "--absolute-git-dir")
+            assert git_dir is not None
+            rev = _git(git_dir, "rev-parse", "HEAD").decode().strip()
+            dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--", *_UPSTREAM_FILES],
+                                   capture_output=True, text=True, check=False).stdout.strip()
+            revision = rev + (" (modified)" if dirty else "")
+        return path, revision
+    git_dir = _rev_parse(path, "--absolute-git-dir")
+    if git_dir != path.resolve():  # not a git directory itself (a folder elsewhere, or inside some repository)
+        raise InputError(f"--upstream-cc {path} is neither a Context-Cluster work tree (no {_UPSTREAM_FILES[0]}) "
+                         f"nor a git directory; get one with `git clone {UPSTREAM_URL}`")
+    rev = _git(git_dir, "rev-parse", "--verify", "HEAD^{commit}").decode().strip()
+    archive = _git(git_dir, "archive", "--format=tar", rev, "--", *_UPSTREAM_FILES)
+    root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pointcoc-upstream-")))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: refuse links and paths out of root
+            tar.extractall(root, filter="data")
+        else:  # git archive of the named files: regular files at relative paths
+            tar.extractall(root)
+    log.info("upstream: extracted %s of %s (commit %s) into %s", ", ".join(_UPSTREAM_FILES), git_dir, rev[:12], root)
+    return root, rev
+
+
+def furthest_point_sample(xyz: Tensor, npoint: int) -> Tensor:
+    """Stand-in for ``pointnet2_ops.pointnet2_utils.furthest_point_sample`` (a CUDA-only op).
+
+    Farthest point sampling from each cloud's index 0 with pointcoc's op (torch-cluster), the one
+    pointcoc's own models call, so both sides pick the same anchors at the same cost.
+
+    Shapes: ``xyz [B, N, 3]`` -> ``int32 [B, npoint]`` indices into each cloud (as the CUDA op).
+    """
+    from pointcoc.ops import fps
+
+    return fps(xyz.detach(), npoint).to(torch.int32)
+
+
+def upstream_stand_ins() -> dict[str, ModuleType | None]:
+    """``sys.modules`` entries that upstream's imports find while it is imported (written here).
+
+    * ``timm.models.layers`` and ``timm.models.layers.helpers``: the old timm paths of ``DropPath``,
+      ``trunc_normal_`` and ``to_2tuple``, served from timm 1.x's ``timm.layers`` (``helpers`` no
+      longer exists there).
+    * ``timm.models.registry``: a ``register_model`` that returns the function unchanged; timm's own
+      would replace pointcoc's registrations of the same names (``coc_tiny`` ...) in timm's registry.
+    * ``pointnet2_ops`` and ``pointnet2_ops.pointnet2_utils``: :func:`furthest_point_sample`.
+    * ``model_utils``: None, so that upstream's first ``from model_utils import ...`` fails and its
+      fallback, the relative import of its own ``model_utils.py``, is taken whatever is on ``sys.path``.
+    """
+    from timm.layers import DropPath, to_2tuple, trunc_normal_
+
+    def module(name: str, **attrs: object) -> ModuleType:
+        mod = ModuleType(name, f"pointcoc benchmark stand-in for upstream's `import {name}`")
+        mod.__dict__.update(attrs)
+        return mod
+
+    fps_utils = module("pointnet2_ops.pointnet2_utils", furthest_point_sample=furthest_point_sample)
+    return {
+        "timm.models.layers": module("timm.models.layers", DropPath=DropPath, trunc_normal_=trunc_normal_,
+                                     to_2tuple=to_2tuple),
+        "timm.models.layers.helpers": module("timm.models.layers.helpers", to_2tuple=to_2tuple),
+        "timm.models.registry": module("timm.models.registry", register_model=lambda fn: fn),
+        "pointnet2_ops": module("pointnet2_ops", pointnet2_utils=fps_utils),
+        "pointnet2_ops.pointnet2_utils": fps_utils,
+        "model_utils": None,
+    }
+
+
+@contextlib.contextmanager
+def _shadowed_modules(entries: dict[str, ModuleType | None]) -> Iterator[None]:
+    """Put ``entries`` into ``sys.modules`` for the duration, then restore what was there."""
+    saved = {name: sys.modules.get(name) for name in entries}
+    sys.modules.update(entries)
+    try:
+        yield
+    finally:
+        for name, mod in saved.items():
+            if mod is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = mod
+
+
+def import_upstream(root: Path) -> dict[str, ModuleType]:
+    """Import upstream's files under ``root`` as private modules, with :func:`upstream_stand_ins`.
+
+    Each folder becomes a package of the private ``_pointcoc_benchmark_upstream`` namespace without
+    running its ``__init__.py``; upstream's top-level output (its notes about mmdet / mmseg, whose
+    imports fail harmlessly inside ``try``) goes to the log.
+
+    Returns:
+        the modules by relative path (:data:`_UPSTREAM_FILES`).
+    """
+    for name in [n for n in sys.modules if n == _UPSTREAM_PACKAGE or n.startswith(_UPSTREAM_PACKAGE + ".")]:
+        del sys.modules[name]  # a previous checkout's modules
+    top = ModuleType(_UPSTREAM_PACKAGE)
+    top.__path__ = []
+    sys.modules[_UPSTREAM_PACKAGE] = top
+    modules: dict[str, ModuleType] = {}
+    printed = io.StringIO()
+    with _shadowed_modules(upstream_stand_ins()), contextlib.redirect_stdout(printed), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        for rel in _UPSTREAM_FILES:
+            folder, stem = rel.rsplit("/", 1)
+            package = f"{_UPSTREAM_PACKAGE}.{folder.replace('/', '__')}"
+            if package not in sys.modules:
+                pkg = ModuleType(package)
+                pkg.__path__ = [str(root / folder)]
+                pkg.__package__ = package
+                sys.modules[package] = pkg
+            modules[rel] = importlib.import_module(f"{package}.{stem.removesuffix('.py')}")
+    for line in printed.getvalue().splitlines():
+        if line.strip():
+            log.info("upstream import: %s", line.strip())
+    return modules
+
+
+def load_upstream(path: Path) -> UpstreamCode:
+    """Open the checkout at ``path`` (:func:`open_upstream_checkout`) and import upstream's files.
+
+    Raises:
+        InputError: not a usable checkout, or its files fail to import.
+    """
+    stack = contextlib.ExitStack()
+    try:
+        root, revision = open_upstream_checkout(path, stack)
+        try:
+            modules = import_upstream(root)
+        except Exception as err:
+            raise InputError(f"importing upstream's files from {path} failed: {type(err).__name__}: {err}") from err
+    except BaseException:
+        stack.close()
+        raise
+    log.info("upstream: Context-Cluster %s, commit %s", path, revision)
+    return UpstreamCode(modules, revision, str(path), stack)
+
+
+def _set_upstream_points(model: nn.Module, num_points: int) -> None:
+    """Resize an upstream point ``Model`` built for ``model.points`` points to clouds of ``num_points``.
+
+    Upstream fixes each stage's anchor count at construction (``points // reducer`` per stage, in each
+    ``LocalGrouper.groups``; nothing else depends on it); pointcoc keeps ``n // reducer`` of the actual
+    cloud. This sets upstream's counts to pointcoc's for the benchmark's cloud size.
+    """
+    designed, actual = model.points, num_points  # points entering the stage: upstream's design, this benchmark's
+    for grouper in model.local_grouper_list:
+        reduction = designed // grouper.groups
+        if actual < grouper.kneighbors or actual // reduction < 1:
+            raise InputError(f"--num-points {num_points} is too few for upstream's model: a stage gets {actual} "
+                             f"points and needs {grouper.kneighbors} neighbours and at least {reduction}")
+        designed, actual = grouper.groups, actual // reduction
+        grouper.groups = actual
+    model.points = num_points
+
+
+def _randomise_layer_scales(model: nn.Module, seed: int = 0) -> None:
+    """Draw the image models' layer scales from U(0.5, 1.5).
+
+    At upstream's initial 1e-5 the token mixers and MLPs hardly reach the output, so the forward check
+    would not see them; the step's cost does not depend on these values.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.rsplit(".", 1)[-1] in ("layer_scale_1", "layer_scale_2"):
+                param.copy_(torch.rand(param.shape, generator=gen) + 0.5)
+
+
+def build_upstream_pair(code: UpstreamCode, name: str, num_points: int) -> tuple[nn.Module, nn.Module]:
+    """Upstream's model and the pointcoc one with upstream's weights (on the CPU).
+
+    The upstream model is built by its factory (:data:`UPSTREAM_MODELS`) with torch's default
+    initialisation after ``torch.manual_seed(0)`` (image layer scales: :func:`_randomise_layer_scales`);
+    pointcoc's is ``pointcoc.create_model(name, num_classes=...)`` loaded strictly with upstream's
+    ``state_dict()`` through :func:`pointcoc.models.upstream.load_upstream_state_dict`.
+    """
+    import pointcoc
+    from pointcoc.models import model_kind
+    from pointcoc.models.upstream import load_upstream_state_dict
+
+    spec = UPSTREAM_MODELS[name]
+    torch.manual_seed(0)
+    upstream = getattr(code.modules[spec.file], spec.factory)(num_classes=spec.num_classes)
+    if model_kind(name) == "point":
+        _set_upstream_points(upstream, num_points)
+    _randomise_layer_scales(upstream)
+    ours = pointcoc.create_model(name, num_classes=spec.num_classes)
+    load_upstream_state_dict(ours, upstream.state_dict(), source=f"upstream {spec.factory} ({spec.file})")
+    return upstream, ours
+
+
+def forward_difference(upstream: nn.Module, ours: nn.Module, x_upstream: Tensor, x_ours: Tensor
+                       ) -> tuple[float, float, bool]:
+    """Max abs and relative-norm difference of the two models' eval-mode outputs, and whether they agree.
+
+    Compared in float64, on copies of both models: in float32 the cluster step's hard assignment
+    flips where two centres' similarities lie within one rounding step (seen for 2 of 25,088
+    points of one block of ``coc_tiny_plain`` at batch 16, margins of 6e-8), and the flipped
+    points move two clusters' aggregates, so float32 logits differed by 1e-2 between two equal
+    computations. In float64 those ties resolve alike. Agreement: ``torch.allclose`` with
+    ``rtol = atol = 1e-4``.
+    """
+    upstream64, ours64 = copy.deepcopy(upstream).double().eval(), copy.deepcopy(ours).double().eval()
+    with torch.no_grad():
+        ref, out = upstream64(x_upstream.double()), ours64(x_ours.double())
+    del upstream64, ours64
+    if ref.shape != out.shape:
+        raise ValueError(f"upstream returns {tuple(ref.shape)}, pointcoc {tuple(out.shape)}")
+    diff = (out - ref).abs()
+    rel = float((out - ref).norm() / ref.norm().clamp_min(1e-300))
+    return float(diff.max()), rel, bool(torch.allclose(out, ref, rtol=_PARITY_TOL, atol=_PARITY_TOL))
+
+
+def bench_upstream(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """pointcoc's training step against upstream's, alternately, with equal weights and inputs.
+
+    Per model: build both (:func:`build_upstream_pair`), check their eval forward agrees on the batch,
+    run one warm-up step each, then ``--repeats`` rounds of one upstream step and one pointcoc step.
+    ``speedup`` is upstream's median step time over pointcoc's.
+    """
+    from pointcoc.models import model_kind
+
+    code: UpstreamCode | None = getattr(args, "upstream_code", None)
+    if code is None:
+        log.info("upstream: skipped (give --upstream-cc DIR, a checkout of %s, to time upstream side by side)",
+                 UPSTREAM_URL)
+        return []
+    batch = args.upstream_batch_size or args.batch_size
+    rows = []
+    for name in args.upstream_models:
+        upstream, ours = build_upstream_pair(code, name, args.num_points)
+        upstream, ours = upstream.to(device), ours.to(device)
+        x = _model_inputs(name, batch, args.img_size, args.num_points, device)
+        # Upstream's point models take [B, 3, N]; its image models take the same NCHW images.
+        x_upstream = x.transpose(1, 2).contiguous() if model_kind(name) == "point" else x
+        max_abs, rel, agree = forward_difference(upstream, ours, x_upstream, x)
+        log.info("upstream %s: float64 forward max abs diff %.3g (relative %.3g)%s", name, max_abs, rel,
+                 "" if agree else f"; NOT within {_PARITY_TOL:g}, the timings compare different computations")
+        steps = {"upstream": make_train_step(upstream, x_upstream), "pointcoc": make_train_step(ours, x)}
+        for step in steps.values():  # warm-up
+            step()
+        sync(device)
+        times: dict[str, list[float]] = {impl: [] for impl in steps}
+        for _ in range(args.repeats):
+            for impl, step in steps.items():
+                t0 = time.perf_counter()
+                step()
+                sync(device)
+                times[impl].append(time.perf_counter() - t0)
+        median = {impl: statistics.median(ts) for impl, ts in times.items()}
+        what = f"{args.img_size} px" if model_kind(name) == "image" else f"{args.num_points} points"
+        rows.append({"section": "upstream", "case": name, "input": what,
+                     "classes": UPSTREAM_MODELS[name].num_classes, "batch": batch,
+                     "params": sum(p.numel() for p in ours.parameters()),
+                     "upstream_step_s": median["upstream"], "pointcoc_step_s": median["pointcoc"],
+                     "upstream_samples_s": batch / median["upstream"], "pointcoc_samples_s": batch / median["pointcoc"],
+                     "speedup": median["upstream"] / median["pointcoc"], "fwd_max_abs_diff": max_abs,
+                     "fwd_rel_diff": rel, "outputs_agree": agree, "upstream_commit": code.revision[:12]})
+        log.info("upstream %s: %.3f s/step upstream, %.3f s/step pointcoc (%.2fx)", name, median["upstream"],
+                 median["pointcoc"], rows[-1]["speedup"])
+        del steps, upstream, ours
+        gc.collect()
+    return rows
+
+
 def bench_data(args: argparse.Namespace, device: torch.device) -> list[dict]:
     from pointcoc.data import load_time_benchmark
 
@@ -306,7 +704,7 @@ def bench_data(args: argparse.Namespace, device: torch.device) -> list[dict]:
 
 
 SECTIONS = {"machine": bench_machine, "ops": bench_ops, "cluster": bench_cluster, "models": bench_models,
-            "data": bench_data}
+            "upstream": bench_upstream, "data": bench_data}
 
 
 # ----------------------------------------------------------------------------- goals and output
@@ -335,11 +733,19 @@ def goals(rows: list[dict]) -> list[dict]:
         quadratic = 1e6 * 1e6 * 4 / 2**20
         out.append({"goal": f"{r['case']} without O(N^2) memory", "measured": f"{r['ms'] / 1e3:.1f} s, peak {_fmt_mb(mem)} MB "
                     f"(N^2 floats: {quadratic:,.0f} MB)", "met": isinstance(mem, float) and mem < 0.01 * quadratic})
+    side_by_side = [r for r in rows if r["section"] == "upstream"]
+    for r in side_by_side:  # measured against upstream's code in this run, never against a figure from elsewhere
+        out.append({"goal": f"{r['case']} training step at least 2x upstream's (side by side in this run, "
+                            f"batch {r['batch']}, same weights and input)",
+                    "measured": f"{r['speedup']:.2f}x ({r['pointcoc_samples_s']:.1f} against "
+                                f"{r['upstream_samples_s']:.1f} samples/s)"
+                                + ("" if r["outputs_agree"] else "; the forward outputs differ, not comparable"),
+                    "met": r["speedup"] >= 2 and r["outputs_agree"]})
     coc = next((r for r in rows if r["section"] == "models" and r["case"] == "coc_tiny"), None)
+    if not side_by_side and any(r["section"] == "models" for r in rows):
+        out.append({"goal": "coc_tiny training step at least 2x upstream's (side by side in the same run)",
+                    "measured": "not measured (run with --upstream-cc)", "met": None})
     if coc:
-        out.append({"goal": "coc_tiny training >= 2x upstream (4.4 images/s at batch 16 on this kind of machine)",
-                    "measured": f"{coc['train_samples_s']:.1f} images/s ({coc['train_samples_s'] / 4.4:.1f}x)",
-                    "met": coc["train_samples_s"] >= 8.8})
         if peak and coc.get("train_gflops_s"):
             util = coc["train_gflops_s"] / peak
             out.append({"goal": "coc_tiny training toward 60% of the fp32 matmul peak",
@@ -348,18 +754,24 @@ def goals(rows: list[dict]) -> list[dict]:
     return out
 
 
+_UPSTREAM_SKIPPED = f"skipped: no --upstream-cc (a checkout of {UPSTREAM_URL})"
+_THREE_DIGITS = {"speedup", "upstream_step_s", "pointcoc_step_s"}  # shown with 3 significant digits
+
+
 def markdown(rows: list[dict]) -> str:
     if not rows:
         return ""
     keys = list(dict.fromkeys(k for r in rows for k in r if k != "section" and not k.startswith("_")))
 
-    def fmt(v: Any) -> str:
+    def fmt(key: str, v: Any) -> str:
         if isinstance(v, float):
+            if key in _THREE_DIGITS:
+                return f"{v:.3g}"
             return f"{v:,.1f}" if abs(v) >= 0.1 or v == 0 else f"{v:.3g}"
         return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else ("" if v is None else str(v))
 
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(k, r.get(k)) for k in keys) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -415,11 +827,35 @@ def main() -> None:
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--num-points", type=int, default=1024)
     parser.add_argument("--data-clouds", type=int, default=10_000)
+    parser.add_argument("--upstream-cc", type=Path, metavar="DIR",
+                        help=f"a Context-Cluster checkout ({UPSTREAM_URL}): a work tree, or a git dir whose HEAD is "
+                             "extracted with git archive; enables the upstream section")
+    parser.add_argument("--upstream-models", nargs="+", choices=list(UPSTREAM_MODELS),
+                        default=list(UPSTREAM_DEFAULT_MODELS), metavar="MODEL",
+                        help=f"models to time against upstream (default: {' '.join(UPSTREAM_DEFAULT_MODELS)}; "
+                             f"choices: {', '.join(UPSTREAM_MODELS)})")
+    parser.add_argument("--upstream-batch-size", type=int, help="batch of the upstream section (default: --batch-size)")
     parser.add_argument("--out", type=Path, help="write benchmark.md, benchmark.csv and benchmark.png here")
     add_allocator_arg(parser)
     args = parser.parse_args()
+    if "upstream" in args.section and args.upstream_cc is None:
+        parser.exit(2, f"{parser.prog}: error: --section upstream needs --upstream-cc DIR, a checkout of "
+                       f"{UPSTREAM_URL} (git clone {UPSTREAM_URL})\n")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    apply_cpu_allocator(args.cpu_allocator)
+    apply_cpu_allocator(args.cpu_allocator)  # the same setting for every section, upstream's steps included
+    args.upstream_code = None
+    with exit_on_input_error(log):
+        if args.upstream_cc is not None:  # before any timing: a bad checkout fails now, not after an hour of sections
+            args.upstream_code = load_upstream(args.upstream_cc)
+        try:
+            _run(args)
+        finally:
+            if args.upstream_code is not None:
+                args.upstream_code.close()
+
+
+def _run(args: argparse.Namespace) -> None:
+    """Run the chosen sections and write the report."""
     if args.models is None:
         import pointcoc
 
@@ -433,7 +869,16 @@ def main() -> None:
     for name in chosen:
         part = SECTIONS[name](args, device)
         rows += part
-        report.append(f"\n## {name}\n\n{markdown(part)}")
+        report.append(f"\n## {name}\n\n{markdown(part) or _UPSTREAM_SKIPPED}")
+        if name == "upstream" and part:
+            code = args.upstream_code
+            report[-1] += (f"\n\nUpstream: Context-Cluster {code.source}, commit {code.revision}. In this process, per "
+                           "model: upstream's weights loaded into pointcoc, the same input, one warm-up step each, "
+                           f"then {args.repeats} rounds of one upstream and one pointcoc training step (forward, "
+                           "backward, SGD); medians; "
+                           "speedup = upstream step time / pointcoc step time. fwd_*_diff: eval-mode outputs on the "
+                           "batch before timing, both models in float64 (float32 rounding ties can flip a cluster "
+                           "assignment, see forward_difference).")
         log.info(report[-1])
     met = goals(rows)
     if met:
