@@ -848,6 +848,9 @@ def main() -> None:
         if args.upstream_cc is not None:  # before any timing: a bad checkout fails now, not after an hour of sections
             args.upstream_code = load_upstream(args.upstream_cc)
         try:
+            if args.upstream_code is not None and ("all" in args.section or "upstream" in args.section):
+                for name in args.upstream_models:  # weights that do not fit, too few points: fail before timing
+                    build_upstream_pair(args.upstream_code, name, args.num_points)
             _run(args)
         finally:
             if args.upstream_code is not None:
@@ -869,7 +872,8 @@ def _run(args: argparse.Namespace) -> None:
     for name in chosen:
         part = SECTIONS[name](args, device)
         rows += part
-        report.append(f"\n## {name}\n\n{markdown(part) or _UPSTREAM_SKIPPED}")
+        empty = _UPSTREAM_SKIPPED if name == "upstream" else "no rows"
+        report.append(f"\n## {name}\n\n{markdown(part) or empty}")
         if name == "upstream" and part:
             code = args.upstream_code
             report[-1] += (f"\n\nUpstream: Context-Cluster {code.source}, commit {code.revision}. In this process, per "

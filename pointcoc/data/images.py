@@ -12,12 +12,13 @@ without a word (the pixels after the damage are garbage), so JPEGs are decoded b
 libjpeg-turbo through simplejpeg in strict mode, which reports the damage; for baseline
 YCbCr and greyscale JPEGs its pixels equal Pillow's (tested), other colour spaces
 (CMYK, YCCK, RGB) are checked the same way and then decoded by Pillow. With
-``bad_images="skip"`` (the default) a damaged image is skipped with a logged warning
-that names the file, and the training scripts count it (``train_skipped`` /
-``val_skipped`` in ``metrics.csv``); with ``"error"`` it raises a
-:class:`DamagedImageError` naming the file. Note that web-collected sets (ImageNet
-among them) hold a few JPEGs with trailing junk that libjpeg reports as corrupt data;
-they are skipped too, with the warning.
+``bad_images="error"`` (the default here) loading a damaged image raises a
+:class:`DamagedImageError` naming the file; with ``"skip"`` (the training scripts'
+default, ``--bad-images``) it is skipped with a logged warning that names the file: the
+item is ``None``, which :func:`collate_skipping` drops and counts (``train_skipped`` /
+``val_skipped`` in ``metrics.csv``). Note that web-collected sets (ImageNet among them)
+hold a few JPEGs with trailing junk that libjpeg reports as corrupt data; they count as
+damaged too.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def _decode_jpeg(path: str, data: bytes) -> Image.Image | None:
             return None  # not decodable by libjpeg-turbo at all
         raise DamagedImageError.of(path, f"corrupt JPEG data: {strict_error}") from strict_error
     if colorspace in _SAME_PIXELS_AS_PILLOW:
-        return Image.fromarray(pixels, "RGB")
+        return Image.fromarray(pixels)  # [H, W, 3] uint8: RGB
     return None
 
 
@@ -151,9 +152,10 @@ class ImageFolderDataset(ImageFolder):
         classes: class names in label order (each a folder name); ``None``: the sorted folders.
         transform: applied to the PIL image.
         target_transform: applied to the label.
-        bad_images: ``"skip"``: a damaged image (see the module notes) makes ``__getitem__`` log a
-            warning naming the file and return ``None`` (:func:`collate_skipping` drops it and
-            counts it); ``"error"``: it raises :class:`DamagedImageError`.
+        bad_images: ``"error"``: a damaged image (see the module notes) raises
+            :class:`DamagedImageError`; ``"skip"``: ``__getitem__`` logs a warning naming the
+            file and returns ``None`` (use :func:`collate_skipping` as the loader's
+            ``collate_fn``: it drops and counts such items; PyTorch's default collate cannot).
 
     Attributes:
         classes, class_to_idx, num_classes, samples (``[(path, label)]``), targets.
@@ -161,7 +163,7 @@ class ImageFolderDataset(ImageFolder):
 
     def __init__(self, directory: str | Path, classes: list[str] | None = None,
                  transform: Callable[[Image.Image], Any] | None = None,
-                 target_transform: Callable[[int], Any] | None = None, bad_images: str = "skip") -> None:
+                 target_transform: Callable[[int], Any] | None = None, bad_images: str = "error") -> None:
         if bad_images not in BAD_IMAGE_POLICIES:
             raise InputError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {bad_images!r}")
         self._fixed_classes = None if classes is None else list(classes)
@@ -210,21 +212,21 @@ def collate_skipping(samples: list[Any], even: bool = False) -> tuple[Any, int]:
 
 
 def image_folder(root: str | Path = "data/imagenet", split: str = "train",
-                 transform: Callable[[Image.Image], Any] | None = None, bad_images: str = "skip"
+                 transform: Callable[[Image.Image], Any] | None = None, bad_images: str = "error"
                  ) -> ImageFolderDataset:
     """The ``split`` of an ImageNet-style folder dataset at ``root``.
 
     ``__getitem__`` returns ``(transform(image), label)``; without a transform the image is an
     RGB PIL image. Files whose extension is not an image extension are ignored. ``bad_images``
-    says what a damaged image does (``"skip"``: ``None`` and a warning; ``"error"``: raise), see
-    :class:`ImageFolderDataset`.
+    says what a damaged image does (``"error"``: raise; ``"skip"``: ``None`` and a warning, for
+    :func:`collate_skipping`), see :class:`ImageFolderDataset`.
 
     Raises:
         DatasetNotFoundError (a ValueError): ``root`` or ``root/split`` is missing; the message
             prints the expected layout and where ImageNet is published.
         ValueError: the split has no class folder or no image, or holds a class folder that
-            the train split lacks; a damaged image raises when its item is loaded if
-            ``bad_images="error"``.
+            the train split lacks; with ``bad_images="error"`` a damaged image raises a
+            :class:`DamagedImageError` when its item is loaded.
     """
     root = Path(root)
     directory = root / split

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from pointcoc.engine.config import parse_config
+from pointcoc.engine.config import nonnegative_int, parse_config, positive_float, positive_int
 from pointcoc.engine.runtime import CPU_ALLOCATORS, apply_cpu_allocator
 from pointcoc.engine.trainer import Task, fit
 from pointcoc.errors import InputError, input_error_message
@@ -23,14 +23,14 @@ log = logging.getLogger("pointcoc.train")
 def add_common_args(p: argparse.ArgumentParser) -> None:
     """Options every training script shares (seed, workers, output, resume, device, AMP, ...)."""
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--workers", type=nonnegative_int, default=4)
     p.add_argument("--output-dir", default="runs/train")
     p.add_argument("--resume", nargs="?", const="auto", help="continue the run in --output-dir (or from a file)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--amp", choices=["none", "fp16", "bf16"], default="none", help="mixed precision")
-    p.add_argument("--clip-grad", type=float, help="clip the gradient norm to this value")
+    p.add_argument("--clip-grad", type=positive_float, help="clip the gradient norm to this value")
     p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
-    p.add_argument("--stop-after-epoch", type=int, help="end this process after that epoch (resume later)")
+    p.add_argument("--stop-after-epoch", type=positive_int, help="end this process after that epoch (resume later)")
     add_allocator_arg(p)
 
 

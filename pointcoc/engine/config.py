@@ -9,7 +9,58 @@ from typing import Any
 
 import yaml
 
-__all__ = ["parse_config", "save_config"]
+__all__ = ["parse_config", "save_config", "positive_int", "nonnegative_int", "positive_float", "nonnegative_float",
+           "fraction"]
+
+
+def _number(kind: type, text: str, what: str) -> float:
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if isinstance(value, float) and value != value:  # NaN
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a batch size, a number of epochs or points)."""
+    value = int(_number(int, text, "a positive integer"))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (data-loader workers, warm-up epochs, votes)."""
+    value = int(_number(int, text, "an integer >= 0"))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (a gradient-norm clip)."""
+    value = float(_number(float, text, "a number > 0"))
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (a learning rate, weight decay, Mixup alpha)."""
+    value = float(_number(float, text, "a number >= 0"))
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1] (a probability, label smoothing, an EMA decay)."""
+    value = float(_number(float, text, "a number in [0, 1]"))
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
 
 
 def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -34,8 +85,17 @@ def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
         if unknown:
             parser.error(f"--config {path}: unknown keys {unknown}")
         values = {k.replace("-", "_"): v for k, v in values.items()}
-        for action in parser._actions:  # set_defaults skips argparse's own `choices` check
-            if action.choices is not None and action.dest in values and values[action.dest] not in action.choices:
+        for action in parser._actions:  # set_defaults skips argparse's own `type` and `choices` checks
+            if action.dest not in values or values[action.dest] is None:
+                continue
+            if callable(action.type):
+                value = values[action.dest]
+                try:
+                    values[action.dest] = ([action.type(str(v)) for v in value] if isinstance(value, list)
+                                           else action.type(str(value)))
+                except (argparse.ArgumentTypeError, TypeError, ValueError) as err:
+                    parser.error(f"--config {path}: {action.dest} {err}")
+            if action.choices is not None and values[action.dest] not in action.choices:
                 parser.error(f"--config {path}: {action.dest} must be one of {list(action.choices)}, "
                              f"got {values[action.dest]!r}")
         parser.set_defaults(**values)

@@ -26,15 +26,17 @@ from timm.optim import create_optimizer_v2
 from torch import Tensor, nn
 
 from pointcoc import data as pdata
-from pointcoc.engine.distributed import DistInfo
 from pointcoc.engine.cli import add_common_args
+from pointcoc.engine.config import fraction, nonnegative_float, nonnegative_int, positive_int
+from pointcoc.engine.distributed import DistInfo
 from pointcoc.engine.trainer import DataBundle, Task
 from pointcoc.errors import InputError
 from pointcoc.models import create_model, list_models
 
 log = logging.getLogger("pointcoc.train")
 
-__all__ = ["ImageTask", "build_parser", "add_bad_images_arg", "eval_image_transform", "image_transforms", "posterize", "safe_posterize_ops"]
+__all__ = ["ImageTask", "build_parser", "add_bad_images_arg", "eval_image_transform", "image_transforms", "posterize",
+           "safe_posterize_ops"]
 
 
 def posterize(img: Image.Image, bits_to_keep: int, **_: Any) -> Image.Image:
@@ -176,26 +178,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file of option values (the command line overrides it)")
     p.add_argument("--data-dir", help="folder with train/<class>/* and val/<class>/*, or 'demo'")
     p.add_argument("--model", default="coc_tiny", choices=list_models("image"))
-    p.add_argument("--img-size", type=int, default=224)
-    p.add_argument("--epochs", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=128, help="per process")
-    p.add_argument("--eval-batch-size", type=int)
-    p.add_argument("--lr", type=float, help="absolute learning rate (default: --lr-base * global batch / 1024)")
-    p.add_argument("--lr-base", type=float, default=1e-3, help="learning rate per 1024 images")
-    p.add_argument("--min-lr", type=float, default=1e-6)
-    p.add_argument("--warmup-epochs", type=int, default=5)
-    p.add_argument("--warmup-lr", type=float, default=1e-6)
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--drop-path", type=float, default=0.1)
+    p.add_argument("--img-size", type=positive_int, default=224)
+    p.add_argument("--epochs", type=positive_int, default=300)
+    p.add_argument("--batch-size", type=positive_int, default=128, help="per process")
+    p.add_argument("--eval-batch-size", type=positive_int)
+    p.add_argument("--lr", type=nonnegative_float, help="absolute learning rate (default: --lr-base * global batch / 1024)")
+    p.add_argument("--lr-base", type=nonnegative_float, default=1e-3, help="learning rate per 1024 images")
+    p.add_argument("--min-lr", type=nonnegative_float, default=1e-6)
+    p.add_argument("--warmup-epochs", type=nonnegative_int, default=5)
+    p.add_argument("--warmup-lr", type=nonnegative_float, default=1e-6)
+    p.add_argument("--weight-decay", type=nonnegative_float, default=0.05)
+    p.add_argument("--drop-path", type=fraction, default=0.1)
     p.add_argument("--aa", default="rand-m9-mstd0.5-inc1", help="timm auto-augment policy ('' for none)")
-    p.add_argument("--color-jitter", type=float, default=0.4)
-    p.add_argument("--reprob", type=float, default=0.25, help="random erasing probability")
-    p.add_argument("--mixup", type=float, default=0.8)
-    p.add_argument("--cutmix", type=float, default=1.0)
-    p.add_argument("--smoothing", type=float, default=0.1)
+    p.add_argument("--color-jitter", type=nonnegative_float, default=0.4)
+    p.add_argument("--reprob", type=fraction, default=0.25, help="random erasing probability")
+    p.add_argument("--mixup", type=nonnegative_float, default=0.8)
+    p.add_argument("--cutmix", type=nonnegative_float, default=1.0)
+    p.add_argument("--smoothing", type=fraction, default=0.1)
     add_bad_images_arg(p)
     p.add_argument("--model-ema", action="store_true")
-    p.add_argument("--model-ema-decay", type=float, default=0.9998)
+    p.add_argument("--model-ema-decay", type=fraction, default=0.9998)
     add_common_args(p)
     return p
 

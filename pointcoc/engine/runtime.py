@@ -166,7 +166,7 @@ def apply_cpu_allocator(choice: Literal["reuse", "system"]) -> bool:
         whether this process now keeps freed memory for reuse.
 
     Raises:
-        ValueError: ``choice`` is not one of :data:`CPU_ALLOCATORS`.
+        InputError (a ValueError): ``choice`` is not one of :data:`CPU_ALLOCATORS`.
     """
     if choice not in CPU_ALLOCATORS:
         raise InputError(f"--cpu-allocator must be one of {CPU_ALLOCATORS}, got {choice!r}")

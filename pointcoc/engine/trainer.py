@@ -32,12 +32,12 @@ from tqdm import tqdm
 
 from pointcoc.engine.checkpoint import copy_atomic, rng_state, save_atomic, set_rng_state
 from pointcoc.engine.config import save_config
-from pointcoc.engine.distributed import DistInfo, cleanup_distributed, init_distributed
+from pointcoc.engine.distributed import DistInfo, all_reduce_sum, cleanup_distributed, init_distributed
 from pointcoc.engine.logger import RunLogger
 from pointcoc.engine.metrics import ClassificationMeter
 from pointcoc.engine.runtime import trim_freed_memory
 from pointcoc.errors import InputError
-from pointcoc.models import load_upstream_state_dict, read_checkpoint
+from pointcoc.models import load_state_dict_strictly, read_checkpoint
 
 __all__ = ["Task", "DataBundle", "fit", "evaluate", "ShardSampler", "RUN_FILES", "autocast_context", "make_loader",
            "read_resume_checkpoint", "remove_stale_temporaries"]
@@ -193,11 +193,13 @@ def train_one_epoch(task: Task, model: nn.Module, loader: DataLoader, optimizer:
     for batch in bar:
         batch, skipped = task.unpack(batch)
         meter.skip(skipped)
-        if batch is None:  # every sample of the batch was damaged
-            if dist.distributed:  # the other ranks would wait for this one's gradients for ever
-                raise InputError(f"rank {dist.rank}: every sample of a training batch was a damaged file (epoch "
-                                 f"{epoch + 1}, named in the warnings above); with several processes each step needs "
-                                 "samples on every rank: remove the damaged files or raise --batch-size")
+        empty = batch is None  # nothing left: every sample was damaged (or Mixup's evening dropped the last one)
+        if dist.distributed and task.counts_skipped:  # DDP steps in lockstep: a step is skipped on every rank or none
+            empty = bool(all_reduce_sum(torch.tensor([float(empty)])).item())
+            if empty and dist.is_main:
+                log.warning("epoch %d: skipped a training step on every rank: a rank's batch held only damaged "
+                            "samples", epoch + 1)
+        if empty:
             continue
         with autocast_context(cfg["amp"], dist.device):
             loss, logits, target = task.train_loss(model, batch, dist.device)
@@ -301,7 +303,7 @@ def read_resume_checkpoint(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
 def _load_resume_state(path: Path, ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
                        scheduler: Any, scaler: torch.amp.GradScaler | None, ema: Any) -> None:
     """Load the training state of ``ckpt`` strictly; a mismatch is an :class:`InputError` naming the file."""
-    load_upstream_state_dict(model, ckpt["model"], source=f"--resume {path}")  # strict, lists the mismatched keys
+    load_state_dict_strictly(model, ckpt["model"], source=f"--resume {path}")  # no conversion; lists mismatches
     try:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])

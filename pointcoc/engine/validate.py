@@ -11,6 +11,7 @@ from typing import Any
 
 from pointcoc import data as pdata
 from pointcoc.engine.cli import add_allocator_arg, exit_on_input_error, setup_logging
+from pointcoc.engine.config import nonnegative_int, positive_int
 from pointcoc.engine.distributed import cleanup_distributed, init_distributed
 from pointcoc.engine.images import ImageTask, add_bad_images_arg, eval_image_transform
 from pointcoc.engine.points import PointTask, VotingTask, point_split
@@ -34,11 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--split", default=None, help="test (points) / val (images) by default")
     p.add_argument("--variant", choices=sorted(pdata.SCANOBJECTNN_VARIANTS), default="pb_t50_rs")
-    p.add_argument("--num-points", type=int, default=1024)
-    p.add_argument("--img-size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--vote", type=int, default=0, help="points: N-vote scale augmentation")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--num-points", type=positive_int, default=1024)
+    p.add_argument("--img-size", type=positive_int, default=224)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--vote", type=nonnegative_int, default=0, help="points: N-vote scale augmentation")
+    p.add_argument("--workers", type=nonnegative_int, default=2)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--output", help="also write the metrics to this JSON file")
     add_bad_images_arg(p)

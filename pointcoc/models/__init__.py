@@ -11,6 +11,7 @@ from pointcoc.models.pointmlp import PointMLP
 from pointcoc.models.upstream import (
     build_from_upstream_config,
     load_checkpoint,
+    load_state_dict_strictly,
     load_upstream_state_dict,
     read_checkpoint,
     unwrap_state_dict,
@@ -28,6 +29,7 @@ __all__ = [
     "pixel_features",
     "build_from_upstream_config",
     "load_upstream_state_dict",
+    "load_state_dict_strictly",
     "load_checkpoint",
     "read_checkpoint",
     "unwrap_state_dict",

@@ -32,8 +32,8 @@ from pointcoc.errors import InputError, strip_ansi
 from pointcoc.models.coc import CoC
 from pointcoc.models.pointmlp import ACTIVATIONS, PointMLP
 
-__all__ = ["build_from_upstream_config", "load_upstream_state_dict", "load_checkpoint", "read_checkpoint",
-           "unwrap_state_dict", "checkpoint_filter_fn"]
+__all__ = ["build_from_upstream_config", "load_upstream_state_dict", "load_state_dict_strictly", "load_checkpoint",
+           "read_checkpoint", "unwrap_state_dict", "checkpoint_filter_fn"]
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def build_from_upstream_config(config: Mapping[str, Any]) -> nn.Module:
             resolved form is absent; missing arguments take upstream's defaults).
 
     Raises:
-        ValueError: an upstream model, norm or activation that pointcoc does not provide.
+        InputError (a ValueError): an upstream model, norm or activation that pointcoc does not provide.
     """
     source = (config.get("upstream_file"), config.get("class"))
     args = config.get("resolved_constructor_args") or config.get("constructor_args")
@@ -183,10 +183,21 @@ def load_upstream_state_dict(model: nn.Module, state_dict: Any, source: str = "s
         source: a name for error messages (e.g. the file).
 
     Raises:
-        ValueError: missing or unexpected keys, or shapes that no conversion reconciles; the
-            message lists them.
+        InputError (a ValueError): missing or unexpected keys, or shapes that no conversion
+            reconciles; the message lists them.
     """
     state = _convert(model, unwrap_state_dict(state_dict, source))
+    load_state_dict_strictly(model, state, source)
+    return model
+
+
+def load_state_dict_strictly(model: nn.Module, state: Mapping[str, Tensor], source: str = "state dict") -> None:
+    """``model.load_state_dict(state, strict=True)``, with no conversion, after checking every key and shape.
+
+    Raises:
+        InputError: missing or unexpected keys, or tensors of other shapes; the message names
+            ``source`` and lists them (5 of each at most).
+    """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -200,7 +211,6 @@ def load_upstream_state_dict(model: nn.Module, state_dict: Any, source: str = "s
                 parts.append(f"{label}: {items[:5]}{more}")
         raise InputError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
-    return model
 
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive (the default since torch 1.6)
@@ -210,13 +220,20 @@ _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 def _checkpoint_format(path: Path) -> str:
     """``"zip"``, ``"pickle"``; raises :class:`InputError` for a file that is neither (empty, text, random bytes)."""
-    with path.open("rb") as fh:
-        head = fh.read(4)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+        intact_zip = head == _ZIP_MAGIC and zipfile.is_zipfile(path)
+    except (OSError, zipfile.BadZipFile) as err:  # is_zipfile lets BadZipFile through for some damaged ends
+        if isinstance(err, OSError):
+            raise InputError(f"checkpoint {str(path)!r} cannot be read: {err.strerror or err}") from err
+        raise InputError(f"checkpoint {str(path)!r} is damaged: its zip archive's directory is unreadable "
+                         f"({err}); copy it again or use another checkpoint (e.g. best.pt)") from err
     if not head:
         raise InputError(f"checkpoint {str(path)!r} is empty (0 bytes): its write was interrupted or it was never "
                          "written; use another checkpoint (e.g. best.pt) or start the run afresh")
     if head == _ZIP_MAGIC:
-        if not zipfile.is_zipfile(path):
+        if not intact_zip:
             raise InputError(f"checkpoint {str(path)!r} is truncated: the zip archive that torch.save writes ends "
                              f"early ({path.stat().st_size:,} bytes, no end of archive); a write or a copy was "
                              "interrupted: copy it again or use another checkpoint (e.g. best.pt)")
@@ -258,7 +275,9 @@ def read_checkpoint(path: str | Path) -> Any:
                 "torch.save(model.state_dict(), path))") from err
         raise InputError(f"checkpoint {str(path)!r} is damaged: its {fmt} data does not unpickle (a corrupt or "
                          "partial file); copy it again or use another checkpoint") from err
-    except (RuntimeError, EOFError, KeyError, OSError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a weights_only load runs no code: any other failure is bad data
         raise InputError(f"checkpoint {str(path)!r} is truncated or damaged: its {fmt} data cannot be read "
                          f"({type(err).__name__}); copy it again or use another checkpoint (e.g. best.pt)") from err
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import io
 import logging
+import pickle
 import re
 from pathlib import Path
 
@@ -140,13 +141,13 @@ def test_damaged_image_names_the_file(folder: Path, name: str, caplog) -> None:
     bad = folder / "train" / "n02" / name
     bad.write_bytes(_broken_png() if content is None else content)
     before = snapshot(folder)
-    strict = image_folder(folder, "train", bad_images="error")  # the layout is fine; the image fails when loaded
+    strict = image_folder(folder, "train")  # the default; the layout is fine, the image fails when loaded
     index = [p for p, _ in strict.samples].index(str(bad))
     with pytest.raises(DamagedImageError, match=rf"^{re.escape(str(bad))}: damaged image \({re.escape(cause)}") as info:
         strict[index]
     assert isinstance(info.value, InputError) and info.value.path == str(bad) and cause in info.value.reason
     assert strict[0][1] == 0  # the other images still load
-    skipping = image_folder(folder, "train")  # the default: skip it with a warning naming the file
+    skipping = image_folder(folder, "train", bad_images="skip")  # the scripts' default: a warning naming the file
     with caplog.at_level(logging.WARNING, logger="pointcoc.data.images"):
         assert skipping[index] is None
     assert f"skipped {bad}: damaged image ({cause}" in caplog.text
@@ -170,7 +171,8 @@ def test_pillow_alone_misses_mid_stream_damage(tmp_path: Path, kind: str) -> Non
                                   dict(quality=85, progressive=True), dict(mode="L"), dict(mode="CMYK"),
                                   dict(quality=50, subsampling=1)], ids=str)
 def test_jpeg_pixels_equal_pillow(tmp_path: Path, save: dict) -> None:
-    """libjpeg-turbo (simplejpeg) decodes intact JPEGs to exactly Pillow's pixels; CMYK goes through Pillow."""
+    """libjpeg-turbo (simplejpeg) decodes intact JPEGs to exactly Pillow's pixels (with the libjpeg builds that
+    simplejpeg and Pillow ship). CMYK must go through Pillow: simplejpeg's own CMYK -> RGB differs by 1 level."""
     path = tmp_path / "x.jpg"
     path.write_bytes(_jpeg_bytes(97, **save))
     with Image.open(path) as img:
@@ -178,6 +180,16 @@ def test_jpeg_pixels_equal_pillow(tmp_path: Path, save: dict) -> None:
     got = load_image(path)
     assert got.mode == "RGB" and got.size == (97, 97)
     np.testing.assert_array_equal(np.asarray(got), expected)
+
+
+def test_damaged_image_error_pickles_with_its_fields() -> None:
+    err = DamagedImageError.of("data/x.JPEG", "corrupt JPEG data: premature end of data segment")
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is DamagedImageError and str(back) == str(err)
+    assert (back.path, back.reason) == ("data/x.JPEG", "corrupt JPEG data: premature end of data segment")
+    assert str(err).startswith("data/x.JPEG: damaged image (corrupt JPEG data")
+    rebuilt = DamagedImageError("Caught DamagedImageError in DataLoader worker process 0.")  # as a worker re-raises it
+    assert isinstance(rebuilt, InputError) and rebuilt.path == ""
 
 
 def test_collate_skipping() -> None:

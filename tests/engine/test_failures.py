@@ -6,8 +6,12 @@ Each case was found by running the scripts as a new user would, or by killing an
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 import textwrap
 import traceback
 from pathlib import Path
@@ -16,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from runs import image_args, one_line_error, point_args, refused, run_python, run_script
+from runs import ROOT, image_args, one_line_error, point_args, refused, run_python, run_script
 from snapshots import snapshot
 
 from pointcoc.engine.images import main as train_images
@@ -35,7 +39,9 @@ def finished_run(modelnet_dir, tmp_path_factory) -> Path:
 
 
 def _copy_run(run: Path, to: Path) -> Path:
+    """A copy of ``run`` that also holds a temporary file of a killed write: a refused run must not even clean."""
     shutil.copytree(run, to)
+    (to / ".last.pt.k1ll3d.tmp").write_bytes(b"PK\x03\x04 half a checkpoint")
     return to
 
 
@@ -239,3 +245,21 @@ def test_real_image_smoke_run_with_the_default_recipe(real_image_dir, tmp_path) 
     header, row = (out / "metrics.csv").read_text().splitlines()
     values = dict(zip(header.split(","), row.split(",")))
     assert np.isfinite(float(values["train_loss"])) and 0 <= float(values["val_top1"]) <= 100
+
+
+def test_ddp_ranks_skip_an_empty_step_together(image_dir, tmp_path) -> None:
+    """Under torchrun a rank whose batch held only damaged images skips the step, and so does every other rank
+    (DDP steps in lockstep: without that, this run hung; a lone skip leaves the others waiting for its gradients)."""
+    data = shutil.copytree(image_dir, tmp_path / "images")
+    for cls in ("dark", "bright"):  # half of the training images damaged: some 2-image batches lose both
+        for i in range(6):
+            _damaged_jpeg(data / "train" / cls / f"broken{i}.JPEG")
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "scripts" / "train_imagenet.py"), *image_args(data, out, "--batch-size", "2", "--epochs", "2")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "skipped a training step on every rank" in res.stderr
+    with (out / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 and all(float(r["train_skipped"]) > 0 for r in rows)
