@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.pointcoc-setup-$(TORCH_VERSION)
 
-.PHONY: setup test test-fast demo clean print-torch-version
+.PHONY: setup lint test test-fast demo clean print-torch-version
 
 setup: $(STAMP)
 
@@ -33,6 +33,9 @@ $(STAMP): setup.cfg pyproject.toml Makefile | $(PY)
 	$(PY) -c "import torch, torch_cluster; print('torch', torch.__version__, '| torch_cluster', torch_cluster.__version__)"
 	$(PIP) install --no-build-isolation -e ".[dev]"
 	touch $(STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check pointcoc scripts tests
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -36,11 +36,23 @@ from pointcoc.data import load_image as pdata_load_image
 from pointcoc.data.transforms import NormalizeUnitSphere
 from pointcoc.engine.cli import exit_on_input_error
 from pointcoc.errors import InputError
-from pointcoc.models import (create_model, list_models, load_upstream_state_dict, model_kind, read_checkpoint,
-                             unwrap_state_dict)
+from pointcoc.models import (
+    create_model,
+    list_models,
+    load_upstream_state_dict,
+    model_kind,
+    read_checkpoint,
+    unwrap_state_dict,
+)
 from pointcoc.ops import fps
-from pointcoc.visualize import (DEFAULT_VIEWS, draw_image_clusters, draw_point_clusters, image_assignment_map,
-                                mixer_name, point_assignments)
+from pointcoc.visualize import (
+    DEFAULT_VIEWS,
+    draw_image_clusters,
+    draw_point_clusters,
+    image_assignment_map,
+    mixer_name,
+    point_assignments,
+)
 
 log = logging.getLogger("pointcoc.visualize_clusters")
 

@@ -8,6 +8,7 @@ import sys
 import torch
 
 from pointcoc.blocks import cluster_mix
+
 from scripts_loader import ROOT, load_script
 
 

@@ -14,8 +14,16 @@ from PIL import Image
 
 from pointcoc.blocks import record_assignments
 from pointcoc.models import CoC, PointMLP, create_model
-from pointcoc.visualize import (cluster_colors, draw_image_clusters, draw_point_clusters, image_assignment_map,
-                                mixer_name, point_assignments, upsample_nearest)
+from pointcoc.visualize import (
+    cluster_colors,
+    draw_image_clusters,
+    draw_point_clusters,
+    image_assignment_map,
+    mixer_name,
+    point_assignments,
+    upsample_nearest,
+)
+
 from scripts_loader import ROOT, load_script
 
 SCRIPT = ROOT / "scripts" / "visualize_clusters.py"
@@ -279,8 +287,8 @@ def test_script_bad_argument_exits_2(tmp_path, caplog) -> None:
     np.save(tmp_path / "cloud.npy", np.random.default_rng(1).normal(size=(300, 3)).astype(np.float32))
     out = tmp_path / "bad.png"
     with pytest.raises(SystemExit) as exit_info:
-        load_script("visualize_clusters").main(["--model", "pointcoc_nano", "--points", str(tmp_path / "cloud.npy"), "--head", "5",
-                            "--output", str(out)])
+        load_script("visualize_clusters").main(["--model", "pointcoc_nano", "--points", str(tmp_path / "cloud.npy"),
+                                                "--head", "5", "--output", str(out)])
     assert exit_info.value.code == 2
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "--head must be in [0, 1]" in errors[0].getMessage()

@@ -214,10 +214,6 @@ class PointPartition:
     center_mask: Tensor
     num_points: int
 
-    def to(self, dtype: torch.dtype) -> PointPartition:
-        """The same partition with ``proposal`` in ``dtype``."""
-        return PointPartition(self.index, self.mask, self.proposal.to(dtype), self.center_mask, self.num_points)
-
 
 def point_partition(pos: Tensor, batch: Tensor | None, num_regions: int, num_centers: int,
                     center_k: int | None = None) -> PointPartition:
@@ -368,7 +364,8 @@ class ContextCluster(nn.Module):
     def forward(self, x: Tensor, pos: Tensor | None = None, batch: Tensor | None = None,
                 partition: PointPartition | None = None) -> Tensor:
         if x.shape[-1] != self.dim:
-            raise ValueError(f"ContextCluster(dim={self.dim}) got x with {x.shape[-1]} channels, shape {tuple(x.shape)}")
+            raise ValueError(f"ContextCluster(dim={self.dim}) got x with {x.shape[-1]} channels, shape "
+                             f"{tuple(x.shape)}")
         if x.dim() == 4:
             return self._forward_grid(x)
         if x.dim() == 3:

@@ -85,6 +85,8 @@ def drop_path(x: Tensor, p: float, training: bool, batch: Tensor | None = None) 
     """
     if p == 0.0 or not training:
         return x
+    if p >= 1.0:  # every sample dropped (1 / keep would be 0 / 0)
+        return torch.zeros_like(x)
     keep = 1.0 - p
     if batch is not None and x.dim() == 2:
         num = int(batch.max()) + 1 if batch.numel() else 0
@@ -99,6 +101,8 @@ class DropPath(nn.Module):
 
     def __init__(self, p: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"DropPath probability must be in [0, 1], got {p}")
         self.p = p
 
     def forward(self, x: Tensor, batch: Tensor | None = None) -> Tensor:

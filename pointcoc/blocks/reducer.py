@@ -160,7 +160,8 @@ class PointReducer(nn.Module):
             anchors = fps(pos, math.ceil(N / self.reduction), random_start=self.random_start and self.training)
             anchor_pos = gather(pos, anchors)
         elif anchor_pos.dim() != 3 or anchor_pos.shape[0] != B or anchor_pos.shape[2] != pos.shape[2]:
-            raise ValueError(f"`anchor_pos` must be [B, S, D] for pos {tuple(pos.shape)}, got {tuple(anchor_pos.shape)}")
+            raise ValueError(f"`anchor_pos` must be [B, S, D] for pos {tuple(pos.shape)}, got "
+                             f"{tuple(anchor_pos.shape)}")
         self._check_pos_dim(pos)
         S, k = anchor_pos.shape[1], self.num_neighbors
         idx = knn(pos, anchor_pos, k) + (torch.arange(B, device=x.device) * N)[:, None, None]  # flat indices

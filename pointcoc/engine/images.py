@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, default=300)
     p.add_argument("--batch-size", type=positive_int, default=128, help="per process")
     p.add_argument("--eval-batch-size", type=positive_int)
-    p.add_argument("--lr", type=nonnegative_float, help="absolute learning rate (default: --lr-base * global batch / 1024)")
+    p.add_argument("--lr", type=nonnegative_float,
+                   help="absolute learning rate (default: --lr-base * global batch / 1024)")
     p.add_argument("--lr-base", type=nonnegative_float, default=1e-3, help="learning rate per 1024 images")
     p.add_argument("--min-lr", type=nonnegative_float, default=1e-6)
     p.add_argument("--warmup-epochs", type=nonnegative_int, default=5)

@@ -63,7 +63,8 @@ class ClassificationMeter:
         classes), ``top{k}``, ``loss`` and ``skipped`` (samples left out); accuracies in percent."""
         n = max(self.count, 1)
         present = self.total > 0
-        per_class = torch.where(present, self.correct / self.total.clamp_min(1), torch.full_like(self.total, float("nan")))
+        per_class = torch.where(present, self.correct / self.total.clamp_min(1),
+                                torch.full_like(self.total, float("nan")))
         out: dict[str, float | list[float]] = {
             "oa": 100.0 * float(self.correct.sum()) / n,
             "macc": 100.0 * float(per_class[present].mean()) if bool(present.any()) else 0.0,

@@ -23,7 +23,7 @@ from pointcoc.engine.cli import add_common_args
 from pointcoc.engine.config import fraction, nonnegative_float, nonnegative_int, positive_int
 from pointcoc.engine.distributed import DistInfo
 from pointcoc.engine.losses import smooth_cross_entropy
-from pointcoc.engine.trainer import DataBundle, Task, make_loader, evaluate
+from pointcoc.engine.trainer import DataBundle, Task, evaluate, make_loader
 from pointcoc.errors import InputError
 from pointcoc.models import create_model, list_models
 
@@ -149,10 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=nonnegative_float)
     p.add_argument("--opt", choices=["sgd", "adamw"], help="SGD (momentum 0.9) or AdamW")
     p.add_argument("--warmup-epochs", type=nonnegative_int, help="linear warm-up epochs before the cosine schedule")
-    p.add_argument("--warmup-lr", type=nonnegative_float, default=1e-5, help="learning rate at the start of the warm-up")
+    p.add_argument("--warmup-lr", type=nonnegative_float, default=1e-5,
+                   help="learning rate at the start of the warm-up")
     p.add_argument("--smoothing", type=fraction, default=0.2, help="label smoothing, PointMLP's form")
     p.add_argument("--num-points", type=positive_int)
-    p.add_argument("--vote", type=nonnegative_int, default=0, help="after training, evaluate with N-vote scale augmentation")
+    p.add_argument("--vote", type=nonnegative_int, default=0,
+                   help="after training, evaluate with N-vote scale augmentation")
     add_common_args(p)
     return p
 

@@ -203,7 +203,7 @@ def train_one_epoch(task: Task, model: nn.Module, loader: DataLoader, optimizer:
             continue
         with autocast_context(cfg["amp"], dist.device):
             loss, logits, target = task.train_loss(model, batch, dist.device)
-        loss_value = loss.item()  # the step's one device sync
+        loss_value = loss.item()  # a device sync (the meter below copies logits to the CPU: another)
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"training loss is {loss_value} at epoch {epoch + 1}; lower --lr or use "
                                      "--clip-grad")

@@ -16,7 +16,7 @@ from pointcoc.engine.distributed import cleanup_distributed, init_distributed
 from pointcoc.engine.images import ImageTask, add_bad_images_arg, eval_image_transform
 from pointcoc.engine.points import PointTask, VotingTask, point_split
 from pointcoc.engine.runtime import apply_cpu_allocator
-from pointcoc.engine.trainer import make_loader, evaluate
+from pointcoc.engine.trainer import evaluate, make_loader
 from pointcoc.errors import InputError
 from pointcoc.models import create_model, list_models, model_kind
 

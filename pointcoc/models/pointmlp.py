@@ -130,7 +130,8 @@ class LocalGrouper(nn.Module):
 
 
 def _cloud_std(values: Tensor, batch: Tensor) -> Tensor:
-    """Unbiased standard deviation of all of each cloud's entries of ``values [sum S, ...]``, per row ``[sum S, 1, 1]``."""
+    """Unbiased standard deviation of all of each cloud's entries of ``values [sum S, ...]``, per row
+    ``[sum S, 1, 1]``."""
     num = int(batch.max()) + 1
     per_row = values.flatten(1)
     count = torch.bincount(batch, minlength=num).to(values.dtype) * per_row.shape[1]

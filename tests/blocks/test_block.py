@@ -40,6 +40,15 @@ def test_drop_path_drops_whole_clouds() -> None:
     assert torch.equal(layer.eval()(torch.ones(4, 3)), torch.ones(4, 3))
 
 
+def test_drop_path_of_one_drops_everything_without_nan() -> None:
+    """Before: p = 1 returned NaN (a mask of 0 divided by a keep probability of 0)."""
+    for x, batch in ((torch.ones(6, 4, 3), None), (torch.ones(10, 3), torch.tensor([0] * 4 + [1] * 6))):
+        out = DropPath(1.0).train()(x, batch)
+        assert torch.equal(out, torch.zeros_like(x))
+    with pytest.raises(ValueError, match=r"in \[0, 1\], got 1.5"):
+        DropPath(1.5)
+
+
 def test_block_equals_its_definition() -> None:
     blk = ClusterBlock(16, mlp_ratio=2, heads=2, head_dim=8, centers=(2, 2), regions=(2, 2),
                        layer_scale_init_value=0.5).eval()

@@ -7,6 +7,7 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from pointcoc.blocks import ContextCluster, cluster_mix, grid_proposal
+
 from reference import dense_cluster, dense_grid_mixer, naive_point_mixer
 
 TOL = dict(rtol=1e-10, atol=1e-10)

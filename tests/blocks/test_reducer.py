@@ -8,6 +8,7 @@ from torch_geometric.data import Batch, Data
 
 from pointcoc.blocks import PointReducer
 from pointcoc.ops import gather
+
 from reference import naive_knn
 
 

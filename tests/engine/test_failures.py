@@ -20,14 +20,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from runs import ROOT, image_args, one_line_error, point_args, refused, run_python, run_script
-from snapshots import snapshot
 
 from pointcoc.engine.images import main as train_images
 from pointcoc.engine.points import main as train_points
 from pointcoc.engine.validate import main as validate
 from pointcoc.errors import InputError
 from pointcoc.models import PointCoC, read_checkpoint
+
+from runs import ROOT, image_args, one_line_error, point_args, refused, run_python, run_script
+from snapshots import snapshot
 
 
 @pytest.fixture(scope="module")

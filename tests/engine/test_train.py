@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from runs import ROOT, one_line_error, point_args, run_script
-
 from pointcoc.engine.points import main as train_points
 from pointcoc.engine.validate import main as validate
 from pointcoc.models import read_checkpoint
+
+from runs import ROOT, one_line_error, point_args, run_script
 
 
 def test_point_training_writes_everything(modelnet_dir, tmp_path) -> None:

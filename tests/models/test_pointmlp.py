@@ -7,8 +7,14 @@ import json
 import pytest
 import torch
 
-from pointcoc.models import PointMLP, build_from_upstream_config, create_model, list_models, load_checkpoint
-from pointcoc.models import load_upstream_state_dict
+from pointcoc.models import (
+    PointMLP,
+    build_from_upstream_config,
+    create_model,
+    list_models,
+    load_checkpoint,
+    load_upstream_state_dict,
+)
 from pointcoc.ops import fps, gather, knn
 
 FIXTURES = ["point_pointmlp_coc_small.pt", "point_pointmlp_small.pt"]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pointcoc.ops import fps, fps_padded, knn, knn_padded
+
 from reference import naive_fps, naive_knn
 
 

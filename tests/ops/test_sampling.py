@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pointcoc.ops import canonical_order, fps, gather, knn
+
 from reference import naive_fps, naive_knn
 
 
