@@ -4,18 +4,18 @@ Importing this package registers the image zoo in timm too, so
 ``timm.create_model("coc_tiny")`` works after ``import pointcoc``.
 """
 
-from pointcoc.models.registry import create_model, list_models, model_kind, register  # isort: skip
-from pointcoc.models.coc import CoC, image_to_points, pixel_features
-from pointcoc.models.point_coc import PointCoC
-from pointcoc.models.pointmlp import PointMLP
-from pointcoc.models.upstream import (
-    build_from_upstream_config,
+from pointcoc.models.checkpoint import (
     load_checkpoint,
     load_state_dict_strictly,
     load_upstream_state_dict,
     read_checkpoint,
     unwrap_state_dict,
 )
+from pointcoc.models.coc import CoC, image_to_points, pixel_features
+from pointcoc.models.point_coc import PointCoC
+from pointcoc.models.pointmlp import PointMLP
+from pointcoc.models.registry import create_model, list_models, model_kind, register
+from pointcoc.models.upstream import build_from_upstream_config
 
 __all__ = [
     "create_model",

@@ -30,6 +30,7 @@ from torch_geometric.nn import global_mean_pool
 
 from pointcoc.blocks import ClusterBlock, PointReducer, SampleNorm, apply_norm, cluster_stage
 from pointcoc.models._common import check_stage_lengths
+from pointcoc.models.checkpoint import convert_layouts, register_checkpoint_filter, unwrap_state_dict
 from pointcoc.models.registry import register
 
 __all__ = ["CoC", "pixel_features", "image_to_points"]
@@ -329,9 +330,19 @@ for _name in ZOO:
 default_cfgs = {name: _cfg() for name in ZOO}
 
 
-def _create(variant: str, pretrained: bool = False, **kwargs) -> CoC:
-    from pointcoc.models.upstream import checkpoint_filter_fn
+def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """timm ``pretrained_filter_fn``: an upstream or pointcoc CoC checkpoint -> this model's state dict.
 
+    Upstream's NCHW 1x1 (and patch) convolutions become pointcoc's channels-last linear layers by a
+    reshape (:func:`~pointcoc.models.checkpoint.convert_layouts`); the key names are the same.
+    """
+    return convert_layouts(model, unwrap_state_dict(state_dict))
+
+
+register_checkpoint_filter(CoC, checkpoint_filter_fn)
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs) -> CoC:
     args = {**ZOO[variant], **kwargs}
     return build_model_with_cfg(CoC, variant, pretrained,
                                 pretrained_filter_fn=checkpoint_filter_fn,

@@ -28,6 +28,7 @@ from torch_geometric.nn import global_max_pool
 
 from pointcoc.blocks import ContextCluster
 from pointcoc.models._common import FPS_STARTS, PointInput, check_stage_lengths, prepare_points, sample_anchors
+from pointcoc.models.checkpoint import convert_layouts, register_checkpoint_filter, unwrap_state_dict
 from pointcoc.models.registry import register
 from pointcoc.ops import knn
 
@@ -263,6 +264,22 @@ class PointMLP(nn.Module):
 
 _POINTMLP = dict(embed_dim=64, res_expansion=1.0, dim_expansion=(2, 2, 2, 2), pre_blocks=(2, 2, 2, 2),
                  pos_blocks=(2, 2, 2, 2), k_neighbors=(24, 24, 24, 24), reducers=(2, 2, 2, 2))
+
+
+# Upstream's names that differ from pointcoc's (pattern, replacement): the context cluster's fc1 / fc_v / fc2
+# are the shared block's f / v / proj.
+_UPSTREAM_RENAMES = ((r"^(pre_blocks_list\.\d+\.operation\.\d+)\.fc1\.", r"\1.f."),
+                     (r"^(pre_blocks_list\.\d+\.operation\.\d+)\.fc_v\.", r"\1.v."),
+                     (r"^(pre_blocks_list\.\d+\.operation\.\d+)\.fc2\.", r"\1.proj."))
+
+
+def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """An upstream (PointMLP, PointMLP-CoC) or pointcoc checkpoint -> this model's state dict: upstream's
+    context-cluster names renamed, Conv1d weights and ``[1, 1, 1, C]`` affines reshaped."""
+    return convert_layouts(model, unwrap_state_dict(state_dict), _UPSTREAM_RENAMES)
+
+
+register_checkpoint_filter(PointMLP, checkpoint_filter_fn)
 
 
 @register("point")

@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from pointcoc.errors import InputError
+from pointcoc.models.checkpoint import load_checkpoint
 
 __all__ = ["register", "create_model", "list_models", "model_kind"]
 
@@ -62,8 +63,6 @@ def create_model(name: str, checkpoint: str | Path | None = None, **kwargs) -> n
     _check_name(name)
     model = _BUILDERS[name](**kwargs)
     if checkpoint is not None:
-        from pointcoc.models.upstream import load_checkpoint
-
         load_checkpoint(model, checkpoint)
         log.info("loaded %s into %s", checkpoint, name)
     return model
