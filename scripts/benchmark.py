@@ -661,7 +661,8 @@ def bench_upstream(args: argparse.Namespace, device: torch.device) -> list[dict]
     batch = args.upstream_batch_size or args.batch_size
     rows = []
     for name in args.upstream_models:
-        upstream, ours = build_upstream_pair(code, name, args.num_points)
+        pairs = getattr(args, "upstream_pairs", {})  # built (and checked) before the first section ran
+        upstream, ours = pairs.pop(name) if name in pairs else build_upstream_pair(code, name, args.num_points)
         upstream, ours = upstream.to(device), ours.to(device)
         x = _model_inputs(name, batch, args.img_size, args.num_points, device)
         # Upstream's point models take [B, 3, N]; its image models take the same NCHW images.
@@ -850,8 +851,9 @@ def main() -> None:
             args.upstream_code = load_upstream(args.upstream_cc)
         try:
             if args.upstream_code is not None and ("all" in args.section or "upstream" in args.section):
-                for name in args.upstream_models:  # weights that do not fit, too few points: fail before timing
-                    build_upstream_pair(args.upstream_code, name, args.num_points)
+                # weights that do not fit, too few points: fail before timing; the section then uses these pairs
+                args.upstream_pairs = {name: build_upstream_pair(args.upstream_code, name, args.num_points)
+                                       for name in args.upstream_models}
             _run(args)
         finally:
             if args.upstream_code is not None:

@@ -8,13 +8,13 @@
 
 from pointcoc.blocks.block import ClusterBlock, cluster_stage
 from pointcoc.blocks.cluster import (
-                                     ClusterAssignment,
-                                     ContextCluster,
-                                     PointPartition,
-                                     cluster_mix,
-                                     grid_proposal,
-                                     point_partition,
-                                     record_assignments,
+    ClusterAssignment,
+    ContextCluster,
+    PointPartition,
+    cluster_mix,
+    grid_proposal,
+    point_partition,
+    record_assignments,
 )
 from pointcoc.blocks.layers import DropPath, SampleNorm, apply_norm, drop_path
 from pointcoc.blocks.reducer import PointReducer

@@ -40,8 +40,7 @@ from pointcoc.data.h5 import DatasetNotFoundError
 from pointcoc.errors import InputError
 
 __all__ = ["ImageFolderDataset", "image_folder", "load_image", "collate_skipping", "DamagedImageError",
-           "BAD_IMAGE_POLICIES",
-           "IMAGENET_LAYOUT", "IMAGENET_SOURCE"]
+           "BAD_IMAGE_POLICIES", "IMAGENET_LAYOUT", "IMAGENET_SOURCE"]
 
 log = logging.getLogger(__name__)
 

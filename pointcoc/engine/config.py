@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,54 +13,33 @@ __all__ = ["parse_config", "save_config", "positive_int", "nonnegative_int", "po
            "fraction"]
 
 
-def _number(kind: type, text: str, what: str) -> float:
-    try:
-        value = kind(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-    if isinstance(value, float) and value != value:  # NaN
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-    return value
+def _checked(kind: type, what: str, ok: Callable[[float], bool]) -> Callable[[str], Any]:
+    """An argparse ``type``: ``kind(text)``, refused with ``must be <what>`` unless it parses, is not NaN and
+    is ``ok``."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if value != value or not ok(value):  # value != value: NaN
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (a batch size, a number of epochs or points)."""
-    value = int(_number(int, text, "a positive integer"))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0 (data-loader workers, warm-up epochs, votes)."""
-    value = int(_number(int, text, "an integer >= 0"))
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (a gradient-norm clip)."""
-    value = float(_number(float, text, "a number > 0"))
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    """argparse type: a finite number >= 0 (a learning rate, weight decay, Mixup alpha)."""
-    value = float(_number(float, text, "a number >= 0"))
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number in [0, 1] (a probability, label smoothing, an EMA decay)."""
-    value = float(_number(float, text, "a number in [0, 1]"))
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
-    return value
+_INF = float("inf")
+#: an integer >= 1 (a batch size, a number of epochs or points)
+positive_int = _checked(int, "a positive integer", lambda v: v >= 1)
+#: an integer >= 0 (data-loader workers, warm-up epochs, votes)
+nonnegative_int = _checked(int, "an integer >= 0", lambda v: v >= 0)
+#: a finite number > 0 (a gradient-norm clip)
+positive_float = _checked(float, "a number > 0", lambda v: 0 < v < _INF)
+#: a finite number >= 0 (a learning rate, weight decay, Mixup alpha)
+nonnegative_float = _checked(float, "a number >= 0", lambda v: 0 <= v < _INF)
+#: a number in [0, 1] (a probability, label smoothing, an EMA decay)
+fraction = _checked(float, "a number in [0, 1]", lambda v: 0 <= v <= 1)
 
 
 def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -142,7 +142,7 @@ class ImageTask(Task):
         return functools.partial(pdata.collate_skipping, even=train and self.mixup is not None)
 
     def unpack(self, batch: Any) -> tuple[Any, int]:
-        return batch
+        return batch  # collate_skipping already yields (batch or None, samples skipped)
 
     def train_loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         images, target = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)

@@ -58,14 +58,14 @@ class ClassificationMeter:
     def count(self) -> int:
         return int(self.total.sum())
 
-    def compute(self) -> dict[str, float | list[float]]:
+    def compute(self) -> dict[str, float | int | list[float]]:
         """``oa``, ``macc`` (mean over classes that occur), ``per_class`` accuracies (NaN for absent
         classes), ``top{k}``, ``loss`` and ``skipped`` (samples left out); accuracies in percent."""
         n = max(self.count, 1)
         present = self.total > 0
         per_class = torch.where(present, self.correct / self.total.clamp_min(1),
                                 torch.full_like(self.total, float("nan")))
-        out: dict[str, float | list[float]] = {
+        out: dict[str, float | int | list[float]] = {
             "oa": 100.0 * float(self.correct.sum()) / n,
             "macc": 100.0 * float(per_class[present].mean()) if bool(present.any()) else 0.0,
             "per_class": [100.0 * float(v) for v in per_class],

@@ -292,7 +292,7 @@ def read_resume_checkpoint(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     if missing:
         raise InputError(f"--resume {path}: not a pointcoc training checkpoint (it lacks {', '.join(missing)}); "
                          "--resume continues a run of the training scripts from its last.pt or best.pt")
-    saved = (ckpt.get("config") or {}).get("model") if isinstance(ckpt.get("config"), dict) else None
+    saved = ckpt["config"].get("model") if isinstance(ckpt.get("config"), dict) else None
     if saved is not None and saved != cfg["model"]:
         raise InputError(f"--resume {path}: the checkpoint is a run of model {saved}, but this run builds "
                          f"{cfg['model']}; pass --model {saved} to continue it, or start a new run in another "
@@ -324,14 +324,9 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     (:func:`~pointcoc.engine.checkpoint.save_atomic`); a process killed during a write leaves
     the temporary file. Returns the removed paths.
     """
-    stale = [f for name in RUN_FILES for f in out.glob(f".{name}.*.tmp")] + list(out.glob("metrics.csv.tmp"))
-    removed = []
-    for f in stale:
-        try:
-            f.unlink()
-            removed.append(f)
-        except FileNotFoundError:
-            pass
+    removed = [f for name in RUN_FILES for f in out.glob(f".{name}.*.tmp")] + list(out.glob("metrics.csv.tmp"))
+    for f in removed:
+        f.unlink(missing_ok=True)
     if removed:
         log.info("removed %d temporary file(s) left by interrupted writes: %s", len(removed),
                  ", ".join(f.name for f in removed))
@@ -378,7 +373,8 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
         ema = ModelEmaV3(model, decay=cfg["model_ema_decay"])
     start_epoch, best, elapsed_before = 0, -math.inf, 0.0
     per_class: list[float] = []
-    if resume is not None and ckpt is not None:
+    if ckpt is not None:
+        assert resume is not None
         _load_resume_state(resume, ckpt, model, optimizer, scheduler, scaler, ema)
         start_epoch, best = ckpt["epoch"] + 1, ckpt["best_metric"]
         elapsed_before = ckpt.get("elapsed", 0.0)
@@ -409,12 +405,14 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
         task.step_scheduler(scheduler, epoch)
         val_loader = make_loader(data.val, cfg, dist, epoch, False, task.collate(False))
         val = evaluate(task, model, val_loader, dist, data.num_classes, cfg["amp"])
-        not_logged = ("loss", "per_class") if task.counts_skipped else ("loss", "per_class", "skipped")
+        not_logged = ("loss", "per_class", "skipped")
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train_stats, "val_loss": val["loss"],
                                **{f"val_{k}": v for k, v in val.items() if k not in not_logged}}
+        if task.counts_skipped:
+            row["val_skipped"] = val["skipped"]
         if ema is not None:
             ema_val = evaluate(task, ema.module, val_loader, dist, data.num_classes, cfg["amp"])
-            row.update({f"ema_{k}": v for k, v in ema_val.items() if k not in (*not_logged, "skipped")})
+            row.update({f"ema_{k}": v for k, v in ema_val.items() if k not in not_logged})
         if dist.is_main and (row.get("train_skipped") or row.get("val_skipped")):
             log.warning("epoch %d: skipped %d damaged sample(s) in training and %d in validation (named in the "
                         "warnings above)", epoch + 1, row["train_skipped"], row["val_skipped"])

@@ -80,18 +80,28 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         cleanup_distributed()
 
 
+def _check_output(output: str | None) -> None:
+    """Refuse an ``--output`` that cannot be written before the evaluation runs, not after."""
+    if output is None:
+        return
+    path = Path(output)
+    if path.is_dir() or not path.parent.is_dir():
+        what = "is a folder" if path.is_dir() else f"needs the folder {path.parent}, which does not exist"
+        raise InputError(f"--output {output} {what}; give a .json file path in an existing folder")
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cfg = vars(build_parser().parse_args(argv))
     setup_logging()
     with exit_on_input_error(log):
+        _check_output(cfg["output"])
         apply_cpu_allocator(cfg["cpu_allocator"])
         metrics = validate(cfg)
-    keys = [k for k in ("oa", "macc", "top1", "top5", "loss") if k in metrics]
-    skipped = f", {metrics['skipped']} damaged skipped" if metrics.get("skipped") else ""
-    log.info("%s on %s (%d samples%s): %s", cfg["model"], metrics["split"], metrics["samples"], skipped,
-             ", ".join(f"{k} {metrics[k]:.2f}" for k in keys))
-    if cfg["output"]:
-        with exit_on_input_error(log):
+        keys = [k for k in ("oa", "macc", "top1", "top5", "loss") if k in metrics]
+        skipped = f", {metrics['skipped']} damaged skipped" if metrics.get("skipped") else ""
+        log.info("%s on %s (%d samples%s): %s", cfg["model"], metrics["split"], metrics["samples"], skipped,
+                 ", ".join(f"{k} {metrics[k]:.2f}" for k in keys))
+        if cfg["output"]:
             try:
                 Path(cfg["output"]).write_text(json.dumps(metrics, indent=2))
             except OSError as err:

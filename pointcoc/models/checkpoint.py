@@ -33,8 +33,6 @@ __all__ = ["read_checkpoint", "unwrap_state_dict", "convert_layouts", "register_
            "checkpoint_filter_fn", "load_upstream_state_dict", "load_state_dict_strictly", "load_checkpoint"]
 
 _WRAPPERS = ("state_dict", "model", "net", "state_dict_ema", "model_ema")
-
-
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive (the default since torch 1.6)
 _PICKLE_MAGIC = b"\x80"  # a pickle of protocol 2 or later (torch's legacy format, plain pickles)
 _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
@@ -104,7 +102,6 @@ def read_checkpoint(path: str | Path) -> Any:
                          f"({type(err).__name__}); copy it again or use another checkpoint (e.g. best.pt)") from err
 
 
-
 def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, Tensor]:
     """The plain state dict inside a checkpoint: unwraps ``state_dict``/``model``/``net``/EMA entries and strips
     ``module.`` prefixes (DataParallel / DDP)."""
@@ -122,7 +119,6 @@ def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, Tensor]
             raise InputError(f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor")
         out[key[len("module."):] if key.startswith("module.") else key] = value
     return out
-
 
 
 def convert_layouts(model: nn.Module, state: Mapping[str, Tensor],
@@ -156,10 +152,11 @@ def register_checkpoint_filter(cls: type[nn.Module], fn: FilterFn) -> FilterFn:
     return fn
 
 
-def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
-    """An upstream or pointcoc checkpoint -> ``model``'s state dict: unwrapped (:func:`unwrap_state_dict`), then
-    converted by the filter registered for the model's class, or by :func:`convert_layouts` alone."""
-    state = unwrap_state_dict(state_dict)
+def checkpoint_filter_fn(state_dict: Any, model: nn.Module, source: str = "checkpoint") -> dict[str, Tensor]:
+    """An upstream or pointcoc checkpoint -> ``model``'s state dict: unwrapped (:func:`unwrap_state_dict`, errors
+    name ``source``), then converted by the filter registered for the model's class (which may unwrap again:
+    that is a no-op on a plain state dict), or by :func:`convert_layouts` alone."""
+    state = unwrap_state_dict(state_dict, source)
     for cls in type(model).__mro__:
         if cls in _FILTERS:
             return _FILTERS[cls](state, model)
@@ -178,10 +175,8 @@ def load_upstream_state_dict(model: nn.Module, state_dict: Any, source: str = "s
         InputError (a ValueError): missing or unexpected keys, or shapes that no conversion
             reconciles; the message lists them.
     """
-    unwrap_state_dict(state_dict, source)  # refuses what is not a state dict, naming the source
-    load_state_dict_strictly(model, checkpoint_filter_fn(state_dict, model), source)
+    load_state_dict_strictly(model, checkpoint_filter_fn(state_dict, model, source), source)
     return model
-
 
 
 def load_state_dict_strictly(model: nn.Module, state: Mapping[str, Tensor], source: str = "state dict") -> None:
@@ -204,7 +199,6 @@ def load_state_dict_strictly(model: nn.Module, state: Mapping[str, Tensor], sour
                 parts.append(f"{label}: {items[:5]}{more}")
         raise InputError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
-
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:

@@ -214,8 +214,7 @@ def test_option_values_are_checked_on_the_command_line_and_in_yaml(script, tmp_p
         bad.update({"--lr": "-1", "--epochs": "0", "--smoothing": "1.5", "--clip-grad": "0", "--weight-decay": "nan"})
     for option, value in bad.items():
         with pytest.raises(SystemExit) as exc:
-            parse_config(parser, [*required, option, value]) if script != "validate" else parser.parse_args(
-                [*required, option, value])
+            parse_config(parser, [*required, option, value])
         assert exc.value.code == 2
         assert f"argument {option}: must be" in capsys.readouterr().err
     if script != "validate":  # a YAML file gets the same checks

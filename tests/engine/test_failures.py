@@ -102,6 +102,9 @@ def test_validate_reports_another_models_checkpoint(modelnet_dir, finished_run, 
                                  "--dataset", "modelnet40", "--data-dir", str(modelnet_dir), "--num-points", "128",
                                  "--device", "cpu", "--workers", "0"], caplog)
     assert f"checkpoint '{finished_run / 'last.pt'}' does not fit PointCoC" in message
+    message = refused(validate, ["--model", "pointcoc_nano", "--dataset", "modelnet40", "--data-dir", str(modelnet_dir),
+                                 "--output", str(modelnet_dir / "no_such_folder" / "m.json")], caplog)
+    assert f"needs the folder {modelnet_dir / 'no_such_folder'}, which does not exist" in message  # before evaluating
 
 
 def test_output_dir_that_is_a_file(modelnet_dir, tmp_path, caplog) -> None:
@@ -219,7 +222,7 @@ def test_damaged_images_are_skipped_and_counted(image_dir, tmp_path, caplog) -> 
     # validate.py counts it the same way; --bad-images error stops at it instead, naming it
     metrics = validate(["--model", "coc_tiny_plain", "--checkpoint", str(out / "last.pt"), "--dataset", "images",
                         "--data-dir", str(data), "--img-size", "32", "--device", "cpu", "--workers", "0"])
-    assert metrics["skipped"] == 1 and metrics["samples"] == 9
+    assert metrics["skipped"] == 1 and metrics["samples"] == 9  # 4 + 4 intact val images and the damaged one
     strict = {train_images: image_args(data, tmp_path / "strict", "--workers", "2", "--bad-images", "error"),
               validate: ["--model", "coc_tiny_plain", "--dataset", "images", "--data-dir", str(data), "--img-size",
                          "32", "--device", "cpu", "--workers", "2", "--bad-images", "error"]}
