@@ -4,7 +4,8 @@ Layers, lowest first (a lower layer never imports a higher one):
 ``pointcoc.ops`` -> ``pointcoc.blocks`` -> ``pointcoc.models`` -> ``pointcoc.data`` / ``pointcoc.engine``.
 
 ``pointcoc.create_model(name, **kwargs)`` and ``pointcoc.list_models()`` cover image and
-point models; importing pointcoc registers the image zoo in timm.
+point models; importing pointcoc registers the image zoo in timm. ``pointcoc.Points`` is the
+batch of point clouds every point path takes (see :mod:`pointcoc.ops.points`).
 """
 
 __version__ = "0.1.0"
@@ -22,5 +23,6 @@ with warnings.catch_warnings():
     import torch_geometric  # noqa: F401
 
 from pointcoc.models import create_model, list_models  # noqa: E402
+from pointcoc.ops import Points  # noqa: E402
 
-__all__ = ["create_model", "list_models", "__version__"]
+__all__ = ["Points", "create_model", "list_models", "__version__"]

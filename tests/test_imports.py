@@ -20,7 +20,7 @@ ALLOWED = {
     "data": {"errors", "ops"},
     "engine": {"errors", "ops", "blocks", "models", "data"},
     "visualize": {"errors", "ops", "blocks", "models"},
-    "": {"models"},  # pointcoc/__init__.py
+    "": {"models", "ops"},  # pointcoc/__init__.py
 }
 
 

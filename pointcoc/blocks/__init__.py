@@ -2,11 +2,16 @@
 
 * :class:`ContextCluster` - the token mixer (cluster, aggregate, dispatch);
 * :class:`ClusterBlock` - norm -> mixer -> residual, norm -> MLP -> residual;
+* :class:`ClusterStage` - the blocks of one stage, sharing one partition of the points;
 * :class:`PointReducer` - FPS + kNN downsampling (a strided conv on grids);
 * :class:`SampleNorm`, :class:`DropPath` - per-sample layers that understand flat PyG batches.
+
+Every block has explicit forms, ``forward_grid`` (image maps ``[B, H, W, C]``) and
+``forward_points`` (a :class:`pointcoc.ops.Points`), and a compatibility ``forward(x, pos, batch)``
+that picks one from the rank of ``x``.
 """
 
-from pointcoc.blocks.block import ClusterBlock, cluster_stage
+from pointcoc.blocks.block import ClusterBlock, ClusterStage, cluster_stage
 from pointcoc.blocks.cluster import (
     ClusterAssignment,
     ContextCluster,
@@ -24,6 +29,7 @@ __all__ = [
     "ClusterAssignment",
     "record_assignments",
     "ClusterBlock",
+    "ClusterStage",
     "cluster_stage",
     "PointReducer",
     "PointPartition",

@@ -1,8 +1,8 @@
-"""ClusterBlock: a MetaFormer block with the context-cluster token mixer."""
+"""ClusterBlock (a MetaFormer block with the context-cluster token mixer) and ClusterStage (its blocks on one set)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import torch
 from timm.layers import Mlp
@@ -10,8 +10,9 @@ from torch import Tensor, nn
 
 from pointcoc.blocks.cluster import ContextCluster, PointPartition
 from pointcoc.blocks.layers import DropPath, SampleNorm, apply_norm
+from pointcoc.ops import Points
 
-__all__ = ["ClusterBlock", "cluster_stage"]
+__all__ = ["ClusterBlock", "ClusterStage", "cluster_stage"]
 
 
 class ClusterBlock(nn.Module):
@@ -22,15 +23,17 @@ class ClusterBlock(nn.Module):
         mlp_ratio: hidden width of the MLP as a multiple of ``dim``.
         heads, head_dim, centers, regions, center_k, denominator: passed to :class:`ContextCluster`.
         norm_layer: norm type, built as ``norm_layer(dim)``; norms with ``accepts_batch``
-            (like :class:`SampleNorm`, upstream's ``GroupNorm(1, C)``) get the flat ``batch``.
+            (like :class:`SampleNorm`, upstream's ``GroupNorm(1, C)``) normalise each cloud of a
+            point set (they are called ``norm(x, batch, counts)``).
         act_layer: activation type of the MLP.
         drop: dropout in the MLP.
-        drop_path: stochastic-depth probability (per sample; per cloud in flat batches).
+        drop_path: stochastic-depth probability (per sample; per cloud on point sets).
         layer_scale_init_value: initial layer scale; ``None`` disables layer scale.
 
-    Shapes:
-        as :class:`ContextCluster`: ``[B, H, W, C]``, ``[B, N, C]`` (+ ``pos``) or
-        ``[sum N, C]`` (+ ``pos``, ``batch``); the output has the input's shape.
+    Forms: :meth:`forward_grid` (``[B, H, W, C]``), :meth:`forward_points` (a
+    :class:`~pointcoc.ops.Points`, features ``[sum N, C]``) and the compatibility
+    ``forward(x, pos=None, batch=None, partition=None)`` of :class:`ContextCluster`;
+    the output has the input's shape.
     """
 
     def __init__(self, dim: int, mlp_ratio: float = 4.0, heads: int = 4, head_dim: int = 24,
@@ -50,54 +53,107 @@ class ClusterBlock(nn.Module):
             self.layer_scale_1 = nn.Parameter(torch.full((dim,), float(layer_scale_init_value)))
             self.layer_scale_2 = nn.Parameter(torch.full((dim,), float(layer_scale_init_value)))
 
-    def partition(self, pos: Tensor, batch: Tensor | None = None) -> PointPartition:
-        """The point partition of this block's mixer (compute once per stage, pass to every block)."""
-        return self.token_mixer.partition(pos, batch)
+    def partition(self, points: Points | Tensor, batch: Tensor | None = None) -> PointPartition:
+        """The point partition of this block's mixer (cached on a ``Points``: one per stage)."""
+        return self.token_mixer.partition(points, batch)
+
+    def _residuals(self, x: Tensor, mix: Tensor, points: Points | None) -> Tensor:
+        """Both residual branches around ``mix`` (the mixer's output on ``norm1(x)``)."""
+        batch, num = (None, None) if points is None else (points.batch, points.num_clouds)
+        if self.use_layer_scale:
+            mix = self.layer_scale_1 * mix
+        x = x + self.drop_path(mix, batch, num)
+        hidden = self.mlp(apply_norm(self.norm2, x, points))
+        if self.use_layer_scale:
+            hidden = self.layer_scale_2 * hidden
+        return x + self.drop_path(hidden, batch, num)
+
+    def forward_grid(self, x: Tensor) -> Tensor:
+        """Image map ``[B, H, W, C]`` -> ``[B, H, W, C]``."""
+        return self._residuals(x, self.token_mixer.forward_grid(self.norm1(x)), None)
+
+    def forward_points(self, points: Points, partition: PointPartition | None = None) -> Points:
+        """``points`` with ``x [sum N, C]`` -> the same points with new features (partition: the mixer's cached one)."""
+        x = points.x
+        if x is None:
+            raise ValueError("forward_points needs point features: build the Points with `x`")
+        normed = points.with_x(apply_norm(self.norm1, x, points))
+        mix = self.token_mixer.forward_points(normed, partition).x
+        return points.with_x(self._residuals(x, mix, points))
 
     def forward(self, x: Tensor, pos: Tensor | None = None, batch: Tensor | None = None,
                 partition: PointPartition | None = None) -> Tensor:
-        flat_batch = batch if x.dim() == 2 else None
-        mixed = self.token_mixer(apply_norm(self.norm1, x, flat_batch), pos, batch, partition)
-        if self.use_layer_scale:
-            mixed = self.layer_scale_1 * mixed
-        x = x + self.drop_path(mixed, flat_batch)
-        hidden = self.mlp(apply_norm(self.norm2, x, flat_batch))
-        if self.use_layer_scale:
-            hidden = self.layer_scale_2 * hidden
-        return x + self.drop_path(hidden, flat_batch)
+        """The compatibility form (layout from the rank of ``x``, as :meth:`ContextCluster.forward`)."""
+        if x.dim() == 4:
+            return self.forward_grid(x)
+        mixer = self.token_mixer
+        if x.dim() == 3 and partition is None and (pos is None or mixer.num_centers == mixer.num_regions == 1):
+            return self._residuals(x, mixer.forward_sets(self.norm1(x)), None)  # one centre per set
+        if x.dim() == 3:
+            if pos is None or pos.dim() != 3 or pos.shape[:2] != x.shape[:2]:
+                raise ValueError(f"`pos` must be [B, N, D] matching x {tuple(x.shape)}, got "
+                                 f"{None if pos is None else tuple(pos.shape)}")
+            return self.forward_points(Points.from_dense(pos, x), partition).x.view(x.shape)
+        if pos is None:
+            raise ValueError(f"point features {tuple(x.shape)} need `pos` for a cluster block")
+        return self.forward_points(Points(pos, x, batch), partition).x
 
 
-def cluster_stage(blocks: Sequence[ClusterBlock], x: Tensor, pos: Tensor | None = None,
+class ClusterStage(nn.ModuleList):
+    """The :class:`ClusterBlock` s of one stage, run on one point set (or image map).
+
+    The blocks of a stage see the same points, so they share one partition (regions
+    and centre proposals: FPS, kNN), computed by the first block and cached on the
+    :class:`~pointcoc.ops.Points`; only the features change. As an ``nn.ModuleList``
+    its state-dict keys are ``{j}.<block keys>``, the same as a plain list of blocks
+    (upstream checkpoints load unchanged).
+
+    Forms: :meth:`forward_grid` (``[B, H, W, C]``), :meth:`forward_points` (``Points``) and
+    ``forward(x, pos=None, batch=None)`` (compatibility: dense ``[B, N, C]`` or flat ``[sum N, C]``).
+    """
+
+    def __init__(self, blocks: Iterable[ClusterBlock] = ()) -> None:
+        super().__init__(blocks)
+
+    def forward_grid(self, x: Tensor) -> Tensor:
+        """Image map ``[B, H, W, C]`` through every block."""
+        for blk in self:
+            x = blk.forward_grid(x)
+        return x
+
+    def forward_points(self, points: Points) -> Points:
+        """``points`` (features ``[sum N, C]``) through every block, one shared partition."""
+        for blk in self:
+            points = blk.forward_points(points)
+        return points
+
+    def forward(self, x: Tensor, pos: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
+        """The compatibility form: an image map, or dense / flat point features with ``pos`` (and ``batch``)."""
+        return cluster_stage(self, x, pos, batch)
+
+
+def cluster_stage(blocks: Iterable[ClusterBlock], x: Tensor, pos: Tensor | None = None,
                   batch: Tensor | None = None) -> Tensor:
-    """Run consecutive ClusterBlocks on one point set, computing the point partition once.
+    """Run consecutive ClusterBlocks on one point set or image map, computing the point partition once.
 
-    The blocks of a stage see the same points, so their regions and centre
-    proposals (FPS, kNN) are shared; only the features change.
+    The compatibility form of :class:`ClusterStage` for a plain sequence of blocks.
 
     Args:
         blocks: the blocks of the stage (all with the same centre/region settings).
-        x: ``[B, N, C]`` dense or ``[sum N, C]`` flat features; an image map
-            ``[B, H, W, C]`` is passed through the grid path block by block.
-        pos: ``[B, N, D]`` or ``[sum N, D]`` positions.
+        x: ``[B, H, W, C]`` image map, ``[B, N, C]`` dense or ``[sum N, C]`` flat features.
+        pos: point sets, ``[B, N, D]`` or ``[sum N, D]`` positions.
         batch: flat form, ``[sum N]`` cloud ids.
 
     Returns:
         the features after the last block, shaped like ``x``.
     """
-    if not blocks:
-        return x
+    stage = blocks if isinstance(blocks, ClusterStage) else ClusterStage(blocks)
     if x.dim() == 4:
-        for blk in blocks:
-            x = blk(x)
-        return x
+        return stage.forward_grid(x)
     if pos is None:
         raise ValueError(f"point features {tuple(x.shape)} need `pos` for a cluster stage")
-    dense = x.dim() == 3
-    if dense:
-        B, N, _ = x.shape
-        x, pos = x.reshape(B * N, -1), pos.reshape(B * N, -1)
-        batch = torch.arange(B, device=x.device).repeat_interleave(N)
-    part = blocks[0].partition(pos, batch)
-    for blk in blocks:
-        x = blk(x, pos, batch, part)
-    return x.view(B, N, -1) if dense else x
+    if x.dim() == 3:
+        if pos.dim() != 3 or pos.shape[:2] != x.shape[:2]:
+            raise ValueError(f"`pos` must be [B, N, D] matching x {tuple(x.shape)}, got {tuple(pos.shape)}")
+        return stage.forward_points(Points.from_dense(pos, x)).x.view(x.shape)
+    return stage.forward_points(Points(pos, x, batch)).x

@@ -22,7 +22,7 @@ reference code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pointcoc.ops import canonical_order, fps, fps_padded, knn, knn_padded
-from pointcoc.ops._checks import check_batch, check_pos
+from pointcoc.ops import Points, canonical_order_flat, fps_padded, fps_points, knn_padded, knn_points
+from pointcoc.ops._checks import check_pos
 
 __all__ = ["cluster_mix", "grid_proposal", "PointPartition", "point_partition", "ContextCluster", "pair",
            "ClusterAssignment", "record_assignments"]
@@ -159,8 +159,7 @@ class ClusterAssignment:
             ``[sum N, heads]`` (input order).
         num_clusters: ``R * M``, clusters per image / cloud.
         num_centers: ``M``, centres per region.
-        pos: point sets only, the positions of the points (``[sum N, D]`` or ``[B, N, D]``) when
-            the mixer was given them.
+        pos: point sets with a partition, the positions of the points (``[sum N, D]`` or ``[B, N, D]``).
         batch: flat point sets only, the cloud id of every point ``[sum N]``.
     """
 
@@ -196,7 +195,7 @@ class PointPartition:
     """How a batch of point sets splits into regions and where each region proposes its centres.
 
     Regions are padded to a common size ``n``; ``G`` is the number of regions
-    in the whole batch (``B * R``).
+    in the whole batch (``B * R``), cloud-major (group ``g`` is region ``g % R`` of cloud ``g // R``).
 
     Attributes:
         index: ``[G, n]`` index of every region member into the flat points (0 at padding).
@@ -206,6 +205,8 @@ class PointPartition:
         center_mask: ``[G, M]`` bool, real centres (a region with fewer than ``M``
             points has fewer centres).
         num_points: number of flat points ``sum N``.
+        inverse: ``[sum N]`` where every point sits in the padded layout, ``g * n + slot``
+            (gathering ``[G * n, C]`` rows with it returns per-point values, no mask needed).
     """
 
     index: Tensor
@@ -213,10 +214,21 @@ class PointPartition:
     proposal: Tensor
     center_mask: Tensor
     num_points: int
+    inverse: Tensor
 
 
-def point_partition(pos: Tensor, batch: Tensor | None, num_regions: int, num_centers: int,
-                    center_k: int | None = None) -> PointPartition:
+def _as_points(pos: Points | Tensor, batch: Tensor | None) -> Points:
+    """The compatibility form ``(pos [sum N, D], batch)`` as a validated ``Points``."""
+    if isinstance(pos, Points):
+        if batch is not None:
+            raise ValueError("give either a Points or (pos, batch), not a Points and a `batch`")
+        return pos
+    check_pos("pos", pos, (2,))
+    return Points(pos, batch=batch)
+
+
+def point_partition(points: Points | Tensor, batch: Tensor | None = None, num_regions: int = 1,
+                    num_centers: int = 1, center_k: int | None = None) -> PointPartition:
     """Split point sets into regions and propose centres in each (no gradients involved).
 
     Each cloud is split into ``num_regions`` regions: FPS picks region anchors
@@ -227,9 +239,13 @@ def point_partition(pos: Tensor, batch: Tensor | None, num_regions: int, num_cen
     centre is the region mean. FPS starts from the lexicographically smallest
     point, so the partition does not depend on the order of the input points.
 
+    The padded region size is the one value read back from the device (none when
+    ``num_regions == 1``: the regions are the clouds, whose sizes ``Points`` holds).
+
     Args:
-        pos: flat positions ``[sum N, D]``.
-        batch: sorted cloud id per point ``[sum N]`` (``None``: one cloud).
+        points: the clouds, a :class:`~pointcoc.ops.Points` (or flat positions ``[sum N, D]``
+            with ``batch``, checked here).
+        batch: with positions only, the sorted cloud id per point ``[sum N]`` (``None``: one cloud).
         num_regions: regions per cloud ``R``.
         num_centers: centres per region ``M``.
         center_k: neighbours averaged into a centre (default ``n_region // M``).
@@ -237,56 +253,57 @@ def point_partition(pos: Tensor, batch: Tensor | None, num_regions: int, num_cen
     Returns:
         the :class:`PointPartition`.
     """
-    check_pos("pos", pos, (2,))
-    counts = check_batch("batch", batch, pos.shape[0], "pos")
-    device = pos.device
-    P = pos.shape[0]
-    if batch is None:
-        batch = torch.zeros(P, dtype=torch.long, device=device)
-    pos = pos.detach()
-    order = canonical_order(pos, batch)
+    points = _as_points(points, batch)
+    if center_k is not None and center_k < 1:
+        raise ValueError(f"`center_k` must be >= 1, got {center_k}")
+    device, P, B = points.pos.device, points.num_points, points.num_clouds
+    pos, batch = points.pos.detach(), points.batch
+    order = canonical_order_flat(pos, batch)
     pos_s, batch_s = pos[order], batch[order]
+    G = B * num_regions
     if num_regions == 1:
         region = batch_s
+        sizes = points.counts_on_device()
+        n = max(points.sizes)
     else:
-        if int(counts.min()) < num_regions:
+        if min(points.sizes) < num_regions:
             raise ValueError(
-                f"a cloud has {int(counts.min())} points, fewer than the {num_regions} regions this block "
+                f"a cloud has {min(points.sizes)} points, fewer than the {num_regions} regions this block "
                 f"splits it into; use clouds of at least {num_regions} points or fewer regions"
             )
-        anchors = fps(pos_s, num_regions, batch_s)  # cloud by cloud, num_regions each
-        anchor_batch = batch_s[anchors]
-        region = knn(pos_s[anchors], pos_s, 1, anchor_batch, batch_s)[1]  # nearest anchor = global region id
-    G = counts.numel() * num_regions
+        anchors = fps_points(Points.trusted(pos_s, None, batch_s, points.sizes), [num_regions] * B)
+        anchor_pts = Points.trusted(pos_s[anchors], None, batch_s[anchors], [num_regions] * B)
+        region = knn_points(anchor_pts, pos_s, batch_s, 1)[:, 0]  # nearest anchor = global region id
+        sizes = torch.zeros(G, dtype=torch.long, device=device).index_add_(0, region, torch.ones_like(region))
+        n = int(sizes.max())  # the padded region size: the partition's one device-to-host sync
     by_region = region.argsort(stable=True)  # regions contiguous, canonical order inside
     region_sorted = region[by_region]
-    sizes = torch.bincount(region_sorted, minlength=G)
-    n = int(sizes.max())
     start = torch.cumsum(sizes, 0) - sizes
     slot = torch.arange(P, device=device) - start[region_sorted]
     index = torch.zeros(G, n, dtype=torch.long, device=device)
     mask = torch.zeros(G, n, dtype=torch.bool, device=device)
-    index[region_sorted, slot] = order[by_region]
+    members = order[by_region]
+    index[region_sorted, slot] = members
     mask[region_sorted, slot] = True
+    inverse = torch.empty(P, dtype=torch.long, device=device)
+    inverse[members] = region_sorted * n + slot
     if num_centers == 1:
         proposal = (mask.to(pos.dtype) / sizes.clamp_min(1).to(pos.dtype)[:, None]).unsqueeze(1)
-        return PointPartition(index, mask, proposal, (sizes > 0)[:, None], P)
+        return PointPartition(index, mask, proposal, (sizes > 0)[:, None], P, inverse)
     pos_g = pos[index]  # [G, n, D]
     anchor, center_mask = fps_padded(pos_g, num_centers, mask)
     anchor_pos = pos_g.gather(1, anchor.unsqueeze(-1).expand(-1, -1, pos.shape[1]))
     if center_k is None:
-        k_region = (sizes // num_centers).clamp_min(1)
+        k_region, k_max = (sizes // num_centers).clamp_min(1), max(n // num_centers, 1)
     else:
-        if center_k < 1:
-            raise ValueError(f"`center_k` must be >= 1, got {center_k}")
-        k_region = sizes.clamp(max=center_k).clamp_min(1)
-    k_max = min(int(k_region.max()), n)
+        k_region, k_max = sizes.clamp(max=center_k).clamp_min(1), max(min(n, center_k), 1)
+    k_max = min(k_max, n)  # the largest k_region, known on the host
     nbr, valid = knn_padded(pos_g, anchor_pos, k_max, mask)  # [G, M, k]
     valid = valid & (torch.arange(k_max, device=device) < k_region[:, None, None]) & center_mask[..., None]
     proposal = torch.zeros(G, num_centers, n, dtype=pos.dtype, device=device)
     proposal.scatter_(2, nbr, valid.to(pos.dtype))
     proposal = proposal / proposal.sum(-1, keepdim=True).clamp_min(1.0)
-    return PointPartition(index, mask, proposal, center_mask, P)
+    return PointPartition(index, mask, proposal, center_mask, P, inverse)
 
 
 class ContextCluster(nn.Module):
@@ -308,16 +325,23 @@ class ContextCluster(nn.Module):
         denominator: ``"weights"`` (default, the paper) or ``"count"`` (early upstream
             checkpoints); see :func:`cluster_mix`.
 
-    Shapes:
-        image map: ``x [B, H, W, C]`` (channels last) -> ``[B, H, W, out_dim]``;
-        dense point set: ``x [B, N, C]``, ``pos [B, N, D]`` -> ``[B, N, out_dim]``;
-        flat PyG batch: ``x [sum N, C]``, ``pos [sum N, D]``, ``batch [sum N]`` -> ``[sum N, out_dim]``.
-        ``pos`` may be omitted on a point set when ``M = R = 1`` (one centre, the set mean).
+    Forms (one set of weights):
+        * :meth:`forward_grid`: image map ``x [B, H, W, C]`` (channels last) -> ``[B, H, W, out_dim]``;
+        * :meth:`forward_points`: a :class:`~pointcoc.ops.Points` with ``x [sum N, C]`` -> the same
+          points with ``x [sum N, out_dim]``;
+        * :meth:`forward_sets`: ``x [B, N, C]`` where each set is one cluster around its mean
+          (``M = R = 1``; no positions needed: PointMLP-CoC's form);
+        * ``forward(x, pos=None, batch=None, partition=None)``: the compatibility form, which
+          picks one of the above from the rank of ``x``: ``[B, H, W, C]``; ``[B, N, C]`` with
+          ``pos [B, N, D]`` (or without, as a set); ``[sum N, C]`` with ``pos [sum N, D]`` and
+          ``batch [sum N]``. It checks its input and builds a ``Points`` once.
 
     Example:
         >>> mixer = ContextCluster(64, heads=4, head_dim=16, centers=(2, 2), regions=(2, 2))
-        >>> y_img = mixer(torch.randn(2, 8, 8, 64))                       # image map
-        >>> y_pts = mixer(torch.randn(2, 500, 64), torch.randn(2, 500, 3))  # point set
+        >>> y_img = mixer.forward_grid(torch.randn(2, 8, 8, 64))                    # image map
+        >>> pts = Points.from_dense(torch.randn(2, 500, 3), torch.randn(2, 500, 64))
+        >>> y_pts = mixer.forward_points(pts).x                                      # [1000, 64]
+        >>> y_old = mixer(torch.randn(2, 500, 64), torch.randn(2, 500, 3))           # compatibility form
     """
 
     def __init__(self, dim: int, out_dim: int | None = None, heads: int = 4, head_dim: int = 24,
@@ -352,26 +376,54 @@ class ContextCluster(nn.Module):
         """Regions per cloud on a point set (``rows * cols``)."""
         return self.regions[0] * self.regions[1]
 
+    @property
+    def partition_key(self) -> tuple[Hashable, ...]:
+        """What defines this mixer's partition of a point set (the ``Points`` cache key)."""
+        return ("context-cluster partition", self.num_regions, self.num_centers, self.center_k)
+
     def extra_repr(self) -> str:
         extra = "" if self.denominator == "weights" else f", denominator={self.denominator!r}"
         return (f"dim={self.dim}, out_dim={self.out_dim}, heads={self.heads}, head_dim={self.head_dim}, "
                 f"centers={self.centers}, regions={self.regions}{extra}")
 
-    def partition(self, pos: Tensor, batch: Tensor | None = None) -> PointPartition:
-        """The point partition this mixer uses for flat ``pos [sum N, D]`` (share it across blocks of a stage)."""
-        return point_partition(pos, batch, self.num_regions, self.num_centers, self.center_k)
+    def partition(self, points: Points | Tensor, batch: Tensor | None = None) -> PointPartition:
+        """This mixer's partition of ``points`` (or of flat ``pos [sum N, D]`` with ``batch``), cached on a Points.
 
-    def forward(self, x: Tensor, pos: Tensor | None = None, batch: Tensor | None = None,
-                partition: PointPartition | None = None) -> Tensor:
+        Mixers with the same ``partition_key`` (the blocks of a stage) share it.
+        """
+        if isinstance(points, Points) and batch is None:
+            return points.cached(self.partition_key, lambda: point_partition(
+                points, None, self.num_regions, self.num_centers, self.center_k))
+        return point_partition(points, batch, self.num_regions, self.num_centers, self.center_k)
+
+    def _check_channels(self, x: Tensor) -> None:
         if x.shape[-1] != self.dim:
             raise ValueError(f"ContextCluster(dim={self.dim}) got x with {x.shape[-1]} channels, shape "
                              f"{tuple(x.shape)}")
+
+    # ------------------------------------------------------------------ compatibility form
+    def forward(self, x: Tensor, pos: Tensor | None = None, batch: Tensor | None = None,
+                partition: PointPartition | None = None) -> Tensor:
+        """The compatibility form: dispatch on the rank of ``x`` (see the class docstring)."""
+        self._check_channels(x)
         if x.dim() == 4:
-            return self._forward_grid(x)
+            return self.forward_grid(x)
         if x.dim() == 3:
-            return self._forward_dense(x, pos, partition)
+            if partition is None and (pos is None or self.num_centers == self.num_regions == 1):
+                return self.forward_sets(x)  # one centre per set: the set mean, positions unused
+            if pos is not None and (pos.dim() != 3 or pos.shape[:2] != x.shape[:2]):
+                raise ValueError(f"`pos` must be [B, N, D] matching x {tuple(x.shape)}, got {tuple(pos.shape)}")
+            B, N, _ = x.shape
+            pos = x.new_zeros(B, N, 1) if pos is None else pos
+            return self.forward_points(Points.from_dense(pos, x), partition).x.view(B, N, self.out_dim)
         if x.dim() == 2:
-            return self._forward_flat(x, pos, batch, partition)
+            if pos is None:
+                if partition is None and (self.num_centers > 1 or self.num_regions > 1):
+                    raise ValueError("a flat point set needs `pos` [sum N, D] (or a precomputed `partition`)")
+                pos = x.new_zeros(x.shape[0], 1)  # positions do not matter for one centre per cloud
+            if pos.dim() != 2 or pos.shape[0] != x.shape[0]:
+                raise ValueError(f"`pos` must be [sum N, D] with {x.shape[0]} points, got {tuple(pos.shape)}")
+            return self.forward_points(Points(pos, x, batch), partition).x
         raise ValueError(
             f"x must be [B, H, W, C] (image map), [B, N, C] (point set) or [sum N, C] (flat), got {tuple(x.shape)}"
         )
@@ -386,7 +438,10 @@ class ContextCluster(nn.Module):
         G, _, n, _ = t.shape
         return t.transpose(1, 2).reshape(G, n, self.heads * self.head_dim)
 
-    def _forward_grid(self, x: Tensor) -> Tensor:
+    # ------------------------------------------------------------------ explicit forms
+    def forward_grid(self, x: Tensor) -> Tensor:
+        """Image map ``x [B, H, W, C]`` -> ``[B, H, W, out_dim]``: windows and adaptive-pooling centres."""
+        self._check_channels(x)
         B, H, W, _ = x.shape
         if not self.grid_layout:
             raise ValueError(
@@ -418,42 +473,32 @@ class ContextCluster(nn.Module):
         out = out.view(B, fr, fc, e, h, w, c).permute(0, 1, 4, 2, 5, 3, 6).reshape(B, H, W, e * c)
         return self.proj(out)
 
-    def _forward_dense(self, x: Tensor, pos: Tensor | None, partition: PointPartition | None) -> Tensor:
-        B, N, _ = x.shape
-        if partition is None and self.num_centers == 1 and self.num_regions == 1:
-            # One centre per set: the set mean. No positions needed (the upstream point-cloud form).
-            feat, value = self._split_heads(self.f(x)), self._split_heads(self.v(x))
-            out, assign = cluster_mix(feat, value, feat.mean(2, keepdim=True), value.mean(2, keepdim=True),
-                                      self.sim_alpha, self.sim_beta, denominator=self.denominator)
-            if self._recorder is not None:
-                self._recorder(ClusterAssignment(assign.transpose(1, 2).detach(), 1, 1,
-                                                 None if pos is None else pos.detach()))
-            return self.proj(self._merge_heads(out))
-        if pos is None and partition is None:
-            raise ValueError(f"a point set with {self.num_centers} centres / {self.num_regions} regions needs `pos`")
-        if pos is not None and (pos.dim() != 3 or pos.shape[:2] != x.shape[:2]):
-            raise ValueError(f"`pos` must be [B, N, D] matching x {tuple(x.shape)}, got {tuple(pos.shape)}")
-        flat_pos = pos.reshape(B * N, -1) if pos is not None else None
-        batch = torch.arange(B, device=x.device).repeat_interleave(N)
-        out = self._forward_flat(x.reshape(B * N, -1), flat_pos, batch, partition, dense=(B, N))
-        return out.view(B, N, self.out_dim)
+    def forward_sets(self, x: Tensor) -> Tensor:
+        """``x [B, N, C]``, each set one cluster around its mean -> ``[B, N, out_dim]`` (needs ``M = R = 1``)."""
+        self._check_channels(x)
+        if self.num_centers != 1 or self.num_regions != 1:
+            raise ValueError(f"a point set with {self.num_centers} centres / {self.num_regions} regions needs `pos`; "
+                             "use forward_points")
+        feat, value = self._split_heads(self.f(x)), self._split_heads(self.v(x))
+        out, assign = cluster_mix(feat, value, feat.mean(2, keepdim=True), value.mean(2, keepdim=True),
+                                  self.sim_alpha, self.sim_beta, denominator=self.denominator)
+        if self._recorder is not None:
+            self._recorder(ClusterAssignment(assign.transpose(1, 2).detach(), 1, 1))
+        return self.proj(self._merge_heads(out))
 
-    def _forward_flat(self, x: Tensor, pos: Tensor | None, batch: Tensor | None,
-                      partition: PointPartition | None, dense: tuple[int, int] | None = None) -> Tensor:
-        """Flat point sets; ``dense=(B, N)`` when they came from a dense batch (recorded in that layout)."""
-        P = x.shape[0]
-        given_pos = pos
+    def forward_points(self, points: Points, partition: PointPartition | None = None) -> Points:
+        """``points`` with features ``x [sum N, C]`` -> the same points with ``x [sum N, out_dim]``.
+
+        The partition is ``partition`` if given, else this mixer's cached partition of ``points``.
+        """
+        x = points.x
+        if x is None:
+            raise ValueError("forward_points needs point features: build the Points with `x`")
+        self._check_channels(x)
         if partition is None:
-            if pos is None:
-                if self.num_centers == 1 and self.num_regions == 1:
-                    pos = x.new_zeros(P, 1)  # positions do not matter for one centre per set
-                else:
-                    raise ValueError("a flat point set needs `pos` [sum N, D] (or a precomputed `partition`)")
-            if pos.dim() != 2 or pos.shape[0] != P:
-                raise ValueError(f"`pos` must be [sum N, D] with {P} points, got {tuple(pos.shape)}")
-            partition = self.partition(pos, batch)
-        elif partition.num_points != P:
-            raise ValueError(f"`partition` was built for {partition.num_points} points, x has {P}")
+            partition = self.partition(points)
+        elif partition.num_points != points.num_points:
+            raise ValueError(f"`partition` was built for {partition.num_points} points, x has {points.num_points}")
         index, mask = partition.index, partition.mask
         feat = self._split_heads(self.f(x)[index])  # [G, e, n, c]
         value = self._split_heads(self.v(x)[index])
@@ -462,22 +507,19 @@ class ContextCluster(nn.Module):
                                   point_mask=mask.unsqueeze(1), center_mask=partition.center_mask.unsqueeze(1),
                                   denominator=self.denominator)
         if self._recorder is not None:
-            self._record_points(assign, partition, prop.shape[2], given_pos, batch, dense)
+            self._record_points(assign, partition, prop.shape[2], points)
         out = self._merge_heads(out)  # [G, n, e*c]
-        merged = out.new_zeros(P, out.shape[-1]).index_put((index[mask],), out[mask])
-        return self.proj(merged)
+        merged = out.reshape(-1, out.shape[-1])[partition.inverse]  # back to the points' order, [sum N, e*c]
+        return points.with_x(self.proj(merged))
 
-    def _record_points(self, assign: Tensor, partition: PointPartition, M: int, pos: Tensor | None,
-                       batch: Tensor | None, dense: tuple[int, int] | None) -> None:
+    def _record_points(self, assign: Tensor, partition: PointPartition, M: int, points: Points) -> None:
         """Report ``assign [G, heads, n]`` of a point partition as cluster ids per input point ``[P, heads]``."""
         assert self._recorder is not None
         R = self.num_regions  # groups are cloud-major: group g is region g % R of cloud g // R
         region = (torch.arange(assign.shape[0], device=assign.device) % R)[:, None, None] * M
         ids = (assign + region).transpose(1, 2)  # [G, n, heads]
-        flat = ids.new_zeros(partition.num_points, ids.shape[-1])
-        flat[partition.index[partition.mask]] = ids[partition.mask]
-        pos = None if pos is None else pos.detach()
-        if dense is not None:  # the layout the caller used: [B, N, heads], [B, N, D]
-            flat, batch = flat.view(*dense, -1), None
-            pos = None if pos is None else pos.view(*dense, -1)
+        flat = ids.reshape(-1, ids.shape[-1])[partition.inverse]
+        pos, batch = points.pos.detach(), points.batch
+        if points.from_dense_batch:  # the layout the caller used: [B, N, heads], [B, N, D]
+            flat, pos, batch = points.dense(flat), points.dense(pos), None
         self._recorder(ClusterAssignment(flat.detach(), R * M, M, pos, batch))

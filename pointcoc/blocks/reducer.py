@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pointcoc.blocks.cluster import pair
-from pointcoc.ops import canonical_order, fps, gather, knn
-from pointcoc.ops._checks import check_batch
+from pointcoc.ops import Points, canonical_order_flat, fps_points, knn_points
 
 __all__ = ["PointReducer"]
 
@@ -52,11 +51,14 @@ class PointReducer(nn.Module):
             convolution's form) or ``"max"`` (one linear layer shared by the neighbours, then the
             maximum over them: independent of the neighbour order, PointNet++'s form).
 
-    Shapes:
-        image map: ``x [B, H, W, C]`` -> ``[B, H', W', out_dim]``;
-        dense points: ``x [B, N, C]``, ``pos [B, N, D]`` -> ``(x' [B, S, out_dim], pos' [B, S, D], None)``;
-        flat points: ``x [sum N, C]``, ``pos``, ``batch`` -> ``(x' [sum S, out_dim], pos' [sum S, D], batch' [sum S])``.
-        ``anchor_pos`` (dense ``[B, S, D]`` only) replaces FPS with given anchors.
+    Forms:
+        * :meth:`forward_grid`: image map ``x [B, H, W, C]`` -> ``[B, H', W', out_dim]``;
+        * :meth:`forward_points`: a :class:`~pointcoc.ops.Points` with ``x [sum N, C]`` -> the anchors
+          as a ``Points`` with ``x [sum S, out_dim]`` (always a ``Points``);
+        * ``forward`` (compatibility, by the rank of ``x``): the image map as above; dense points
+          ``x [B, N, C]``, ``pos [B, N, D]`` -> ``(x' [B, S, out_dim], pos' [B, S, D], None)``; flat
+          points ``x [sum N, C]``, ``pos``, ``batch`` -> ``(x' [sum S, out_dim], pos' [sum S, D], batch' [sum S])``.
+          ``anchor_pos`` (dense ``[B, S, D]`` only) replaces FPS with given anchors.
 
     The weight layout is ``proj.weight [out_dim, k * (C + rel_pos_dim)]`` with
     neighbour-major input, i.e. a conv kernel ``[out, C, kh, kw]`` is
@@ -113,22 +115,75 @@ class PointReducer(nn.Module):
         kh, kw = self.kernel_size
         return self.proj.weight.view(self.out_dim, kh, kw, self.in_dim).permute(0, 3, 1, 2)
 
+    def forward_grid(self, x: Tensor) -> Tensor:
+        """Image map ``x [B, H, W, C]`` -> ``[B, H', W', out_dim]`` (the strided convolution)."""
+        self._check_channels(x)
+        out = F.conv2d(x.permute(0, 3, 1, 2), self.conv_weight(), self.proj.bias, self.stride, self.padding)
+        return out.permute(0, 2, 3, 1)
+
+    def forward_points(self, points: Points, anchors: Points | None = None) -> Points:
+        """``points`` with ``x [sum N, C]`` -> anchors (``ceil(N_b / reduction)`` per cloud), ``x [sum S, out_dim]``.
+
+        Args:
+            points: the clouds and their features.
+            anchors: given anchor positions (a ``Points`` over the same clouds) instead of FPS.
+        """
+        x = points.x
+        if x is None:
+            raise ValueError("forward_points needs point features: build the Points with `x`")
+        self._check_channels(x)
+        self._check_pos_dim(points.pos)
+        if anchors is None:
+            # canonical order first: anchors and neighbour ties do not depend on the input order
+            order = canonical_order_flat(points.pos, points.batch)
+            source = Points.trusted(points.pos[order], x[order], points.batch[order], points.sizes)
+            samples = [-(-n // self.reduction) for n in points.sizes]
+            idx = fps_points(source, samples, random_start=self.random_start and self.training)
+            anchors = Points.trusted(source.pos[idx], None, source.batch[idx], samples)
+        else:
+            if anchors.num_clouds != points.num_clouds or anchors.pos_dim != points.pos_dim:
+                raise ValueError(f"`anchors` ({anchors}) must cover the same clouds, in the same dimension, as "
+                                 f"`points` ({points})")
+            source = points
+        if self.num_neighbors > min(source.sizes):
+            b = source.sizes.index(min(source.sizes))
+            raise ValueError(f"`k`={self.num_neighbors} is larger than the cloud: cloud {b} of `pos` has only "
+                             f"{source.sizes[b]} points; use k <= {source.sizes[b]}")
+        nbr = knn_points(source, anchors.pos, anchors.batch, self.num_neighbors)  # [sum S, k]
+        return anchors.with_x(self._aggregate(source.x, source.pos, nbr, anchors.pos))
+
     def forward(self, x: Tensor, pos: Tensor | None = None, batch: Tensor | None = None,
                 anchor_pos: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor, Tensor | None]:
-        if x.shape[-1] != self.in_dim:
-            raise ValueError(f"PointReducer(in_dim={self.in_dim}) got x with shape {tuple(x.shape)}")
+        """The compatibility form, by the rank of ``x`` (see the class docstring for the shapes)."""
+        self._check_channels(x)
         if x.dim() == 4:
-            out = F.conv2d(x.permute(0, 3, 1, 2), self.conv_weight(), self.proj.bias, self.stride, self.padding)
-            return out.permute(0, 2, 3, 1)
+            return self.forward_grid(x)
         if pos is None:
             raise ValueError(f"a point set x {tuple(x.shape)} needs `pos`")
         if x.dim() == 3:
             if pos.dim() != 3 or pos.shape[:2] != x.shape[:2]:
                 raise ValueError(f"`pos` must be [B, N, D] matching x {tuple(x.shape)}, got {tuple(pos.shape)}")
-            return self._forward_dense(x, pos, anchor_pos)
+            anchors = None
+            if anchor_pos is not None:
+                if anchor_pos.dim() != 3 or anchor_pos.shape[0] != x.shape[0] or anchor_pos.shape[2] != pos.shape[2]:
+                    raise ValueError(f"`anchor_pos` must be [B, S, D] for pos {tuple(pos.shape)}, got "
+                                     f"{tuple(anchor_pos.shape)}")
+                anchors = Points.from_dense(anchor_pos)
+            out = self.forward_points(Points.from_dense(pos, x), anchors)
+            B = x.shape[0]
+            return out.x.view(B, -1, self.out_dim), out.pos.view(B, -1, pos.shape[-1]), None
         if x.dim() == 2:
-            return self._forward_flat(x, pos, batch)
+            if anchor_pos is not None:
+                raise ValueError("`anchor_pos` is for dense input [B, N, C]; give flat anchors to forward_points")
+            if pos.dim() != 2 or pos.shape[0] != x.shape[0]:
+                raise ValueError(f"`pos` must be [sum N, D] with {x.shape[0]} points, got {tuple(pos.shape)}")
+            out = self.forward_points(Points(pos, x, batch))
+            return out.x, out.pos, out.batch
         raise ValueError(f"x must be [B, H, W, C], [B, N, C] or [sum N, C], got {tuple(x.shape)}")
+
+    def _check_channels(self, x: Tensor) -> None:
+        if x.shape[-1] != self.in_dim:
+            raise ValueError(f"PointReducer(in_dim={self.in_dim}) got x with shape {tuple(x.shape)}")
 
     def _aggregate(self, x: Tensor, pos: Tensor, idx: Tensor, anchor_pos: Tensor) -> Tensor:
         """Neighbour features -> anchor features.
@@ -150,40 +205,3 @@ class PointReducer(nn.Module):
         if self.rel_pos_dim and pos.shape[-1] != self.rel_pos_dim:
             raise ValueError(f"`pos` has {pos.shape[-1]} coordinates, this reducer expects rel_pos_dim="
                              f"{self.rel_pos_dim}")
-
-    def _forward_dense(self, x: Tensor, pos: Tensor, anchor_pos: Tensor | None) -> tuple[Tensor, Tensor, None]:
-        B, N, _ = x.shape
-        if anchor_pos is None:
-            # canonical order first: anchors and neighbour ties do not depend on the input order
-            order = canonical_order(pos)
-            pos, x = gather(pos, order), gather(x, order)
-            anchors = fps(pos, math.ceil(N / self.reduction), random_start=self.random_start and self.training)
-            anchor_pos = gather(pos, anchors)
-        elif anchor_pos.dim() != 3 or anchor_pos.shape[0] != B or anchor_pos.shape[2] != pos.shape[2]:
-            raise ValueError(f"`anchor_pos` must be [B, S, D] for pos {tuple(pos.shape)}, got "
-                             f"{tuple(anchor_pos.shape)}")
-        self._check_pos_dim(pos)
-        S, k = anchor_pos.shape[1], self.num_neighbors
-        idx = knn(pos, anchor_pos, k) + (torch.arange(B, device=x.device) * N)[:, None, None]  # flat indices
-        out = self._aggregate(x.reshape(B * N, -1), pos.reshape(B * N, -1), idx.view(B * S, k),
-                              anchor_pos.reshape(B * S, -1))
-        return out.view(B, S, -1), anchor_pos, None
-
-    def _forward_flat(self, x: Tensor, pos: Tensor, batch: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        if pos.dim() != 2 or pos.shape[0] != x.shape[0]:
-            raise ValueError(f"`pos` must be [sum N, D] with {x.shape[0]} points, got {tuple(pos.shape)}")
-        counts = check_batch("batch", batch, x.shape[0], "pos")
-        if batch is None:
-            batch = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-        if counts.numel() == 1:
-            out, new_pos, _ = self._forward_dense(x.unsqueeze(0), pos.unsqueeze(0), None)
-            return out.squeeze(0), new_pos.squeeze(0), batch.new_zeros(out.shape[1])
-        # Clouds of different sizes: anchors per cloud by flat FPS, neighbours by flat kNN.
-        order = canonical_order(pos, batch)
-        x, pos, batch = x[order], pos[order], batch[order]
-        samples = torch.div(counts + self.reduction - 1, self.reduction, rounding_mode="floor")
-        anchors = fps(pos, samples, batch, random_start=self.random_start and self.training)
-        anchor_pos, anchor_batch = pos[anchors], batch[anchors]
-        self._check_pos_dim(pos)
-        idx = knn(pos, anchor_pos, self.num_neighbors, batch, anchor_batch)[1].view(-1, self.num_neighbors)
-        return self._aggregate(x, pos, idx, anchor_pos), anchor_pos, anchor_batch

@@ -28,10 +28,11 @@ from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 from torch_geometric.nn import global_mean_pool
 
-from pointcoc.blocks import ClusterBlock, PointReducer, SampleNorm, apply_norm, cluster_stage
+from pointcoc.blocks import ClusterBlock, ClusterStage, PointReducer, SampleNorm, apply_norm
 from pointcoc.models._common import check_stage_lengths
 from pointcoc.models.checkpoint import convert_layouts, register_checkpoint_filter, unwrap_state_dict
 from pointcoc.models.registry import register
+from pointcoc.ops import Points
 
 __all__ = ["CoC", "pixel_features", "image_to_points"]
 
@@ -134,7 +135,7 @@ class CoC(nn.Module):
         self.feature_info: list[dict] = []
         reduction = in_stride
         for i, depth in enumerate(depths):
-            blocks = nn.ModuleList(
+            blocks = ClusterStage(
                 ClusterBlock(dims[i], mlp_ratio=mlp_ratios[i], heads=heads[i], head_dim=head_dims[i],
                              centers=tuple(centers[i]), regions=tuple(regions[i]), norm_layer=norm_layer,
                              act_layer=act_layer, drop=drop_rate,
@@ -210,7 +211,7 @@ class CoC(nn.Module):
         h = self.embed(x)
         out = []
         for idx, module in enumerate(self.network[: last + 1]):
-            h = cluster_stage(module, h) if isinstance(module, nn.ModuleList) else module(h)
+            h = module.forward_grid(h)
             if idx in self.stage_index and self.stage_index.index(idx) in take:
                 feat = getattr(self, f"norm{idx}")(h) if norm and hasattr(self, f"norm{idx}") else h
                 out.append(feat.permute(0, 3, 1, 2) if output_fmt == "NCHW" else feat)
@@ -238,7 +239,7 @@ class CoC(nn.Module):
             raise ValueError("a fork_feat model returns stage features from forward(); it has no final norm")
         h = self.embed(x)
         for module in self.network:
-            h = cluster_stage(module, h) if isinstance(module, nn.ModuleList) else module(h)
+            h = module.forward_grid(h)
         return self.norm(h)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
@@ -279,24 +280,15 @@ class CoC(nn.Module):
         if rgb.shape[:-1] != pos.shape[:-1] or pos.shape[-1] != 2 or rgb.shape[-1] != self.in_chans:
             raise ValueError(f"expected rgb [..., {self.in_chans}] and pos [..., 2] over the same pixels, got "
                              f"{tuple(rgb.shape)} and {tuple(pos.shape)}")
-        if rgb.dim() == 3:
-            B, N, _ = rgb.shape
-            batch = torch.arange(B, device=rgb.device).repeat_interleave(N)
-            rgb, pos = rgb.reshape(B * N, -1), pos.reshape(B * N, 2)
-        elif batch is None:
-            batch = torch.zeros(rgb.shape[0], dtype=torch.long, device=rgb.device)
+        points = Points.from_dense(pos.to(rgb.dtype), rgb) if rgb.dim() == 3 else Points(pos.to(rgb.dtype), rgb, batch)
         if image_size is None:
-            image_size = (int(pos[:, 0].max()) + 1, int(pos[:, 1].max()) + 1)
-        feats = torch.cat([rgb, pixel_features(pos[:, 0], pos[:, 1], *image_size).to(rgb.dtype)], dim=-1)
-        pos = pos.to(rgb.dtype)
-        h, pos, batch = self.patch_embed(feats, pos, batch)
+            image_size = (int(points.pos[:, 0].max()) + 1, int(points.pos[:, 1].max()) + 1)
+        pix = pixel_features(points.pos[:, 0], points.pos[:, 1], *image_size).to(rgb.dtype)
+        h = self.patch_embed.forward_points(points.with_x(torch.cat([points.x, pix], dim=-1)))
         for module in self.network:
-            if isinstance(module, nn.ModuleList):
-                h = cluster_stage(module, h, pos, batch)
-            else:
-                h, pos, batch = module(h, pos, batch)
-        h = apply_norm(self.norm, h, batch)
-        pooled = global_mean_pool(h, batch)
+            h = module.forward_points(h)
+        feats = apply_norm(self.norm, h.x, h)
+        pooled = global_mean_pool(feats, h.batch, size=h.num_clouds)
         return pooled if pre_logits else self.head(pooled)
 
 

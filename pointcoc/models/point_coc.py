@@ -14,9 +14,10 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import global_max_pool, global_mean_pool
 
-from pointcoc.blocks import ClusterBlock, PointReducer, cluster_stage
-from pointcoc.models._common import check_stage_lengths, prepare_points
+from pointcoc.blocks import ClusterBlock, ClusterStage, PointReducer
+from pointcoc.models._common import check_stage_lengths, input_features, prepare_points
 from pointcoc.models.registry import register
+from pointcoc.ops import Points
 
 __all__ = ["PointCoC", "pointcoc_nano", "pointcoc_tiny", "pointcoc_small"]
 
@@ -69,7 +70,7 @@ class PointCoC(nn.Module):
         for i, dim in enumerate(dims):
             self.reducers.append(PointReducer(prev, dim, num_neighbors=neighbors[i], reduction=reductions[i],
                                               rel_pos_dim=pos_dim, aggregation=aggregation))
-            self.stages.append(nn.ModuleList(
+            self.stages.append(ClusterStage(
                 ClusterBlock(dim, mlp_ratio=mlp_ratio, heads=heads[i], head_dim=head_dim[i], centers=centers[i],
                              regions=regions[i], norm_layer=nn.LayerNorm, drop_path=rates[b + j],
                              layer_scale_init_value=layer_scale_init_value)
@@ -102,22 +103,37 @@ class PointCoC(nn.Module):
             n += 1
         return n
 
-    def forward_features(self, pos: Tensor, x: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
-        """Pooled features ``[B, num_features]`` (mean over each cloud's last-stage points)."""
-        pts = prepare_points(pos, x, batch, self.in_channels, self.min_points(), self.pos_dim)
-        h, pos, batch = self.embed(pts.feats), pts.pos, pts.batch
-        for reducer, stage in zip(self.reducers, self.stages):
-            h, pos, batch = reducer(h, pos, batch)
-            h = cluster_stage(stage, h, pos, batch)
-        pool = global_max_pool if self.pool == "max" else global_mean_pool
-        return pool(self.norm(h), batch, size=pts.num_clouds)
+    def prepare(self, pos: Tensor | Points, x: Tensor | None = None, batch: Tensor | None = None) -> Points:
+        """Check the input once: dense ``pos [B, N, D]`` / flat ``[sum N, D]`` (+ ``x``, ``batch``) or a ``Points``."""
+        return prepare_points(pos, x, batch, self.in_channels, self.min_points(), self.pos_dim)
 
-    def forward_head(self, feats: Tensor, pre_logits: bool = False) -> Tensor:
-        """Logits ``[B, num_classes]`` from pooled features ``[B, num_features]``."""
+    def forward_features(self, points: Points) -> list[Points]:
+        """The encoder: one ``Points`` per stage (its anchors, features ``[sum S_i, dims[i]]``), finest first.
+
+        ``points`` is the checked input (:meth:`prepare`), its ``x`` the extra per-point features.
+        """
+        h = points.with_x(self.embed(input_features(points)))
+        stages = []
+        for reducer, stage in zip(self.reducers, self.stages):
+            h = stage.forward_points(reducer.forward_points(h))
+            stages.append(h)
+        return stages
+
+    def forward_head(self, feats: list[Points] | Points | Tensor, pre_logits: bool = False) -> Tensor:
+        """Logits ``[B, num_classes]`` from the stages (the last one is pooled) or pooled features ``[B, C]``.
+
+        With ``pre_logits`` the pooled features ``[B, num_features]``.
+        """
+        if isinstance(feats, list):
+            feats = feats[-1]
+        if isinstance(feats, Points):
+            pool = global_max_pool if self.pool == "max" else global_mean_pool
+            feats = pool(self.norm(feats.x), feats.batch, size=feats.num_clouds)
         return feats if pre_logits else self.head(feats)
 
-    def forward(self, pos: Tensor, x: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
-        return self.forward_head(self.forward_features(pos, x, batch))
+    def forward(self, pos: Tensor | Points, x: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
+        """Logits ``[B, num_classes]``: dense ``pos [B, N, D]``, flat ``[sum N, D]`` with ``batch``, or a Points."""
+        return self.forward_head(self.forward_features(self.prepare(pos, x, batch)))
 
 
 @register("point")

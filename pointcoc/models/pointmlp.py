@@ -27,10 +27,10 @@ from torch import Tensor, nn
 from torch_geometric.nn import global_max_pool
 
 from pointcoc.blocks import ContextCluster
-from pointcoc.models._common import FPS_STARTS, PointInput, check_stage_lengths, prepare_points, sample_anchors
+from pointcoc.models._common import FPS_STARTS, check_stage_lengths, input_features, prepare_points, sample_anchors
 from pointcoc.models.checkpoint import convert_layouts, register_checkpoint_filter, unwrap_state_dict
 from pointcoc.models.registry import register
-from pointcoc.ops import knn
+from pointcoc.ops import Points, knn_points
 
 __all__ = ["PointMLP", "pointmlp", "pointmlp_elite", "pointmlp_coc", "ACTIVATIONS"]
 
@@ -91,8 +91,8 @@ class LocalGrouper(nn.Module):
         fps_start: see :class:`PointMLP`.
 
     Shapes:
-        ``pos [sum N, 3]``, ``x [sum N, d]``, ``batch [sum N]`` -> anchors ``pos' [sum S, 3]``,
-        ``batch' [sum S]`` and grouped features ``[sum S, k, 2d (+3)]``.
+        a ``Points`` with ``x [sum N, d]`` -> the anchors (a ``Points`` with their ``x [sum S, d]``) and
+        grouped features ``[sum S, k, 2d (+3)]``.
     """
 
     def __init__(self, dim: int, k: int, reduction: int, use_xyz: bool = False, normalize: str | None = "anchor",
@@ -108,12 +108,14 @@ class LocalGrouper(nn.Module):
             self.affine_alpha = nn.Parameter(torch.ones(channels))
             self.affine_beta = nn.Parameter(torch.zeros(channels))
 
-    def forward(self, pos: Tensor, x: Tensor, batch: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        counts = torch.bincount(batch)
-        anchors = sample_anchors(pos, batch, torch.div(counts, self.reduction, rounding_mode="floor"),
-                                 self.fps_start, self.training)
-        new_pos, new_x, new_batch = pos[anchors], x[anchors], batch[anchors]
-        idx = knn(pos, new_pos, self.k, batch, new_batch)[1].view(-1, self.k)  # [sum S, k]
+    def forward(self, points: Points) -> tuple[Points, Tensor]:
+        """``points`` (features ``x [sum N, d]``) -> the anchors (their own features) and the grouped
+        features ``[sum S, k, 2d (+3)]``."""
+        pos, x, batch = points.pos, points.x, points.batch
+        samples = [n // self.reduction for n in points.sizes]
+        anchors = sample_anchors(points, samples, self.fps_start, self.training)
+        new = Points.trusted(pos[anchors], x[anchors], batch[anchors], samples)
+        idx = knn_points(points, new.pos, new.batch, self.k)  # [sum S, k]
         grouped = x[idx]
         if self.use_xyz:
             grouped = torch.cat([grouped, pos[idx].to(grouped.dtype)], dim=-1)
@@ -121,21 +123,20 @@ class LocalGrouper(nn.Module):
             if self.normalize == "center":
                 mean = grouped.mean(dim=1, keepdim=True)
             else:
-                anchor = torch.cat([new_x, new_pos.to(new_x.dtype)], -1) if self.use_xyz else new_x
+                anchor = torch.cat([new.x, new.pos.to(new.x.dtype)], -1) if self.use_xyz else new.x
                 mean = anchor.unsqueeze(1)
             centred = grouped - mean
-            std = _cloud_std(centred, new_batch)  # [sum S, 1, 1]
+            std = _cloud_std(centred, new)  # [sum S, 1, 1]
             grouped = self.affine_alpha * (centred / (std + 1e-5)) + self.affine_beta
-        new_feats = torch.cat([grouped, new_x.unsqueeze(1).expand(-1, self.k, -1)], dim=-1)
-        return new_pos, new_feats, new_batch
+        return new, torch.cat([grouped, new.x.unsqueeze(1).expand(-1, self.k, -1)], dim=-1)
 
 
-def _cloud_std(values: Tensor, batch: Tensor) -> Tensor:
-    """Unbiased standard deviation of all of each cloud's entries of ``values [sum S, ...]``, per row
-    ``[sum S, 1, 1]``."""
-    num = int(batch.max()) + 1
+def _cloud_std(values: Tensor, points: Points) -> Tensor:
+    """Unbiased standard deviation of all of each cloud's entries of ``values [sum S, ...]`` (one row per
+    point of ``points``), per row ``[sum S, 1, 1]``."""
+    batch, num = points.batch, points.num_clouds
     per_row = values.flatten(1)
-    count = torch.bincount(batch, minlength=num).to(values.dtype) * per_row.shape[1]
+    count = points.counts_on_device().to(values.dtype) * per_row.shape[1]
     mean = values.new_zeros(num).index_add(0, batch, per_row.sum(1)) / count
     sq = values.new_zeros(num).index_add(0, batch, (per_row - mean[batch, None]).pow(2).sum(1))
     std = (sq / (count - 1)).sqrt()
@@ -163,7 +164,7 @@ class PreExtraction(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.transfer(x)
         for op in self.operation:
-            x = x + op(x) if isinstance(op, ContextCluster) else op(x)
+            x = x + op.forward_sets(x) if isinstance(op, ContextCluster) else op(x)
         return x.amax(dim=1)
 
 
@@ -245,21 +246,30 @@ class PointMLP(nn.Module):
             n //= grouper.reduction
         return True
 
-    def forward_features(self, pos: Tensor, x: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
-        """Pooled features ``[B, num_features]``."""
-        pts: PointInput = prepare_points(pos, x, batch, self.in_channels, self.min_points())
-        h = self.embedding(pts.feats)
-        pos, batch = pts.pos, pts.batch
-        for grouper, pre, post in zip(self.local_grouper_list, self.pre_blocks_list, self.pos_blocks_list):
-            pos, grouped, batch = grouper(pos, h, batch)
-            h = post(pre(grouped))
-        return global_max_pool(h, batch, size=pts.num_clouds)
+    def prepare(self, pos: Tensor | Points, x: Tensor | None = None, batch: Tensor | None = None) -> Points:
+        """Check the input once: dense ``pos [B, N, 3]`` / flat ``[sum N, 3]`` (+ ``x``, ``batch``) or a ``Points``."""
+        return prepare_points(pos, x, batch, self.in_channels, self.min_points())
 
-    def forward_head(self, feats: Tensor, pre_logits: bool = False) -> Tensor:
+    def forward_features(self, points: Points) -> list[Points]:
+        """The encoder: one ``Points`` per stage (its anchors, features ``[sum S_i, C_i]``), finest first."""
+        h = points.with_x(self.embedding(input_features(points)))
+        stages = []
+        for grouper, pre, post in zip(self.local_grouper_list, self.pre_blocks_list, self.pos_blocks_list):
+            h, grouped = grouper(h)
+            h = h.with_x(post(pre(grouped)))
+            stages.append(h)
+        return stages
+
+    def forward_head(self, feats: list[Points] | Points | Tensor, pre_logits: bool = False) -> Tensor:
+        """Logits ``[B, num_classes]`` from the stages (max over the last one's points) or pooled ``[B, C]``."""
+        if isinstance(feats, list):
+            feats = feats[-1]
+        if isinstance(feats, Points):
+            feats = global_max_pool(feats.x, feats.batch, size=feats.num_clouds)
         return feats if pre_logits else self.classifier(feats)
 
-    def forward(self, pos: Tensor, x: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
-        return self.forward_head(self.forward_features(pos, x, batch))
+    def forward(self, pos: Tensor | Points, x: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
+        return self.forward_head(self.forward_features(self.prepare(pos, x, batch)))
 
 
 _POINTMLP = dict(embed_dim=64, res_expansion=1.0, dim_expansion=(2, 2, 2, 2), pre_blocks=(2, 2, 2, 2),

@@ -6,10 +6,21 @@ calls torch-cluster; everything above it goes through these functions.
 Shapes use ``B`` clouds, ``N`` points per cloud, ``S`` samples/queries,
 ``k`` neighbours and ``D`` coordinate dimensions. Dense batches are
 ``[B, N, D]``; flat PyTorch Geometric batches are ``[sum N, D]`` with a sorted
-``batch [sum N]`` vector.
+``batch [sum N]`` vector, carried with its per-cloud counts by :class:`Points`. The
+``*_points`` forms take a validated ``Points`` and skip every check (no host syncs).
 """
 
 from pointcoc.ops.padded import fps_padded, knn_padded
-from pointcoc.ops.sampling import canonical_order, fps, gather, knn
+from pointcoc.ops.points import Points
+from pointcoc.ops.sampling import (
+    canonical_order,
+    canonical_order_flat,
+    fps,
+    fps_points,
+    gather,
+    knn,
+    knn_points,
+)
 
-__all__ = ["fps", "knn", "gather", "canonical_order", "fps_padded", "knn_padded"]
+__all__ = ["Points", "fps", "knn", "gather", "canonical_order", "fps_padded", "knn_padded", "fps_points",
+           "knn_points", "canonical_order_flat"]

@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 
-def check_pos(name: str, pos: Tensor, dims: tuple[int, ...]) -> None:
-    """Check that ``pos`` is a finite floating tensor with one of ``dims`` dimensions."""
+def check_pos(name: str, pos: Tensor, dims: tuple[int, ...], finite: bool = True) -> None:
+    """Check that ``pos`` is a (finite, unless ``finite=False``) floating tensor with one of ``dims`` dimensions."""
     if not isinstance(pos, Tensor):
         raise ValueError(f"`{name}` must be a torch.Tensor, got {type(pos).__name__}")
     if pos.dim() not in dims:
@@ -25,7 +25,7 @@ def check_pos(name: str, pos: Tensor, dims: tuple[int, ...]) -> None:
             f"`{name}` must be a floating tensor (positions), got dtype {pos.dtype} with shape "
             f"{tuple(pos.shape)}; convert it with `.float()`"
         )
-    if pos.numel() > 0 and not bool(torch.isfinite(pos).all()):
+    if finite and pos.numel() > 0 and not bool(torch.isfinite(pos).all()):
         bad = int((~torch.isfinite(pos)).any(dim=-1).sum())
         raise ValueError(
             f"`{name}` (shape {tuple(pos.shape)}) holds NaN or inf coordinates in {bad} point(s); "

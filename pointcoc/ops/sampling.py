@@ -10,13 +10,16 @@ torch-cluster. Both ops accept the two batch forms used across the package:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch_cluster
 from torch import Tensor
 
 from pointcoc.ops._checks import check_batch, check_pos, check_same_device
+from pointcoc.ops.points import Points
 
-__all__ = ["fps", "knn", "gather", "canonical_order"]
+__all__ = ["fps", "knn", "gather", "canonical_order", "fps_points", "knn_points", "canonical_order_flat"]
 
 
 def _as_index_dtype(pos: Tensor) -> Tensor:
@@ -49,33 +52,58 @@ def _sample_counts(num_samples: int | Tensor, counts: Tensor) -> Tensor:
     return samples
 
 
-def _fps_flat(pos: Tensor, counts: Tensor, samples: Tensor, random_start: bool,
+def _fps_flat(pos: Tensor, cloud: Tensor, sizes: Sequence[int], num_samples: Sequence[int], random_start: bool,
               generator: torch.Generator | None) -> Tensor:
-    """FPS on a flat, sorted batch; returns exactly ``samples[b]`` global indices per cloud, cloud by cloud."""
+    """FPS on a flat, sorted batch; exactly ``num_samples[b]`` global indices per cloud, cloud by cloud.
+
+    ``cloud [P]`` is the cloud id of every point (on ``pos``'s device); ``sizes`` and ``num_samples``
+    are host ints per cloud. Apart from torch-cluster's own kernel, nothing here waits for the device.
+    """
     device = pos.device
-    counts_d = counts.to(device)
-    ptr = torch.zeros(counts.numel() + 1, dtype=torch.long, device=device)
-    torch.cumsum(counts_d, 0, out=ptr[1:])
-    cloud = torch.repeat_interleave(torch.arange(counts.numel(), device=device), counts_d)
+    B = len(sizes)
+    counts = torch.tensor(list(sizes), dtype=torch.long)
+    samples = torch.tensor(list(num_samples), dtype=torch.long)
+    ptr_host = torch.zeros(B + 1, dtype=torch.long)
+    torch.cumsum(counts, 0, out=ptr_host[1:])
+    ptr = ptr_host.to(device, non_blocking=True)
     perm: Tensor | None = None
     if random_start:
         # Rotate every cloud so that a start point drawn from torch's RNG comes first: seeded runs
         # are reproducible (torch-cluster's own random start uses C rand()).
-        start = (torch.rand(counts.numel(), generator=generator) * counts).long().clamp_max(counts - 1)
+        start = (torch.rand(B, generator=generator) * counts).long().clamp_max(counts - 1)
+        counts_d = counts.to(device, non_blocking=True)
         local = torch.arange(pos.shape[0], device=device) - ptr[cloud]
-        perm = ptr[cloud] + (local + start.to(device)[cloud]) % counts_d[cloud]
+        perm = ptr[cloud] + (local + start.to(device, non_blocking=True)[cloud]) % counts_d[cloud]
         pos = pos[perm]
     # torch-cluster returns ceil(n * ratio) points per cloud. Asking for (S + 0.5) / n gives S + 1
     # (or n when S == n), and greedy FPS is a prefix property: the first S samples are the S-point FPS.
     src = _as_index_dtype(pos)
     ratio = ((samples.double() + 0.5) / counts.double()).clamp(max=1.0).to(device=device, dtype=src.dtype)
     idx = torch_cluster.fps(src, ratio=ratio, random_start=False, ptr=ptr)
+    # Keep the first samples[b] of every cloud without a data-dependent shape: rank each sample in
+    # its cloud, then move the kept ones (in order) to the front with a stable sort.
     idx_cloud = cloud[idx]
-    out_counts = torch.bincount(idx_cloud, minlength=counts.numel())
+    out_counts = torch.zeros(B, dtype=torch.long, device=device).index_add_(0, idx_cloud, torch.ones_like(idx))
     out_ptr = torch.cumsum(out_counts, 0) - out_counts
     rank = torch.arange(idx.numel(), device=device) - out_ptr[idx_cloud]
-    idx = idx[rank < samples.to(device)[idx_cloud]]
+    drop = rank >= samples.to(device, non_blocking=True)[idx_cloud]
+    idx = idx[torch.argsort(drop.to(torch.uint8), stable=True)[: sum(num_samples)]]
     return idx if perm is None else perm[idx]
+
+
+def fps_points(points: Points, samples: Sequence[int], random_start: bool = False,
+               generator: torch.Generator | None = None) -> Tensor:
+    """:func:`fps` on a validated :class:`~pointcoc.ops.Points`, without checks or host syncs.
+
+    Args:
+        points: the clouds.
+        samples: samples per cloud, ``1 <= samples[b] <= points.sizes[b]`` (not checked).
+        random_start, generator: as :func:`fps`.
+
+    Returns:
+        ``[sum S]`` global indices into ``points``, cloud by cloud, in sampling order.
+    """
+    return _fps_flat(points.pos, points.batch, points.sizes, samples, random_start, generator)
 
 
 def fps(pos: Tensor, num_samples: int | Tensor, batch: Tensor | None = None, random_start: bool = False,
@@ -116,12 +144,14 @@ def fps(pos: Tensor, num_samples: int | Tensor, batch: Tensor | None = None, ran
             raise ValueError(f"`pos` has shape {tuple(pos.shape)}: an empty batch or empty cloud cannot be sampled")
         counts = torch.full((B,), N, dtype=torch.long)
         samples = _sample_counts(num_samples, counts)
-        idx = _fps_flat(pos.reshape(B * N, D), counts, samples, random_start, generator)
+        cloud = torch.arange(B, device=pos.device).repeat_interleave(N)
+        idx = _fps_flat(pos.reshape(B * N, D), cloud, counts.tolist(), samples.tolist(), random_start, generator)
         S = int(samples[0])
         return idx.view(B, S) - (torch.arange(B, device=pos.device) * N)[:, None]
     counts = check_batch("batch", batch, pos.shape[0], "pos")
     samples = _sample_counts(num_samples, counts)
-    return _fps_flat(pos, counts, samples, random_start, generator)
+    cloud = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device) if batch is None else batch.long()
+    return _fps_flat(pos, cloud, counts.tolist(), samples.tolist(), random_start, generator)
 
 
 def _check_k(k: int, counts: Tensor, pos_name: str) -> None:
@@ -212,6 +242,38 @@ def knn(pos: Tensor, query: Tensor, k: int, batch: Tensor | None = None,
     return torch.stack([row, col.reshape(-1)])
 
 
+def knn_points(source: Points, query: Tensor, query_batch: Tensor, k: int) -> Tensor:
+    """:func:`knn` from validated clouds, without checks or host syncs.
+
+    Args:
+        source: the clouds searched; ``k`` must not exceed its smallest cloud (not checked).
+        query: ``[Q, D]`` query positions, in cloud order.
+        query_batch: ``[Q]`` sorted cloud id of every query (clouds of ``source``).
+        k: neighbours per query.
+
+    Returns:
+        ``[Q, k]`` global indices into ``source``, nearest first (ties: lowest index).
+    """
+    src = _as_index_dtype(source.pos)
+    qry = _as_index_dtype(query).to(src.dtype)
+    Q = query.shape[0]
+    if Q == 0:
+        return torch.empty(0, k, dtype=torch.long, device=query.device)
+    edge = torch_cluster.knn(src, qry, k, source.batch, query_batch, batch_size=source.num_clouds)
+    if edge.shape[1] != Q * k:
+        raise RuntimeError(f"torch_cluster.knn returned {edge.shape[1]} pairs, expected {Q * k}")
+    # torch-cluster lists the pairs query by query (tests/ops check it), so no reordering is needed here.
+    return _sort_by_distance(src, qry, edge[1].view(Q, k))
+
+
+def canonical_order_flat(pos: Tensor, batch: Tensor) -> Tensor:
+    """:func:`canonical_order` of a validated flat batch, without checks (``[P]`` global indices)."""
+    perm = torch.arange(pos.shape[0], device=pos.device)
+    for d in reversed(range(pos.shape[1])):
+        perm = perm[pos[perm, d].argsort(stable=True)]
+    return perm[batch[perm].argsort(stable=True)]
+
+
 def _rows_to_matrix(edge: Tensor, num_queries: int, k: int) -> Tensor:
     """Turn torch-cluster's ``[2, Q*k]`` pairs into a ``[Q, k]`` matrix of neighbour indices."""
     if edge.shape[1] != num_queries * k:
@@ -263,9 +325,6 @@ def canonical_order(pos: Tensor, batch: Tensor | None = None) -> Tensor:
             key = pos[..., d].gather(1, perm)
             perm = perm.gather(1, key.argsort(dim=1, stable=True))
         return perm
-    perm = torch.arange(pos.shape[0], device=pos.device)
-    for d in reversed(range(pos.shape[1])):
-        perm = perm[pos[perm, d].argsort(stable=True)]
-    if batch is not None:
-        perm = perm[batch[perm].argsort(stable=True)]
-    return perm
+    if batch is None:
+        batch = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
+    return canonical_order_flat(pos, batch)

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from torch_geometric.data import Batch, Data
 
-from pointcoc.blocks import ClusterBlock, DropPath, SampleNorm
+from pointcoc.blocks import ClusterBlock, ClusterStage, DropPath, SampleNorm
+from pointcoc.ops import Points
 
 
 def test_sample_norm_is_groupnorm_1() -> None:
@@ -80,3 +81,43 @@ def test_block_pyg_batch_cloud_by_cloud() -> None:
     out = blk(data.x, data.pos, data.batch, part)
     torch.testing.assert_close(out, torch.cat([blk(c.x, c.pos) for c in clouds]), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(blk(data.x, data.pos, data.batch), out)
+
+
+def _stage(depth: int, **kwargs) -> ClusterStage:
+    cfg = dict(heads=2, head_dim=8, centers=4, regions=3, layer_scale_init_value=0.5) | kwargs
+    return ClusterStage([ClusterBlock(16, **cfg) for _ in range(depth)]).eval()
+
+
+def test_stage_keys_are_those_of_a_plain_module_list() -> None:
+    blocks = [ClusterBlock(16, heads=2, head_dim=8) for _ in range(3)]
+    assert list(ClusterStage(blocks).state_dict()) == list(nn.ModuleList(blocks).state_dict())
+    assert isinstance(ClusterStage(blocks), nn.ModuleList)
+
+
+def test_stage_forms_agree() -> None:
+    """forward_points, the dense and flat compatibility forms and block-by-block runs give one result."""
+    stage = _stage(3)
+    clouds = [Data(x=torch.randn(n, 16), pos=torch.randn(n, 3)) for n in (40, 73, 55)]
+    data = Batch.from_data_list(clouds)
+    points = Points.from_pyg(data)
+    out = stage.forward_points(points)
+    assert out.pos is points.pos and out.sizes == points.sizes
+    torch.testing.assert_close(stage(data.x, data.pos, data.batch), out.x)
+    by_block = data.x
+    for blk in stage:
+        by_block = blk(by_block, data.pos, data.batch)
+    torch.testing.assert_close(by_block, out.x, rtol=1e-5, atol=1e-5)
+    alone = torch.cat([stage.forward_points(Points(c.pos, c.x)).x for c in clouds])
+    torch.testing.assert_close(out.x, alone, rtol=1e-5, atol=1e-5)
+    x, pos = torch.randn(2, 50, 16), torch.randn(2, 50, 3)
+    torch.testing.assert_close(stage(x, pos), stage.forward_points(Points.from_dense(pos, x)).x.view(2, 50, 16))
+    img = torch.randn(2, 6, 6, 16)
+    grid_stage = _stage(2, centers=(2, 2), regions=(3, 3))
+    torch.testing.assert_close(grid_stage(img), grid_stage[1](grid_stage[0](img)))
+
+
+def test_stage_computes_one_partition() -> None:
+    stage = _stage(3)
+    points = Points.from_dense(torch.randn(2, 60, 3), torch.randn(2, 60, 16))
+    stage.forward_points(points)
+    assert list(points._cache) == [stage[0].token_mixer.partition_key]

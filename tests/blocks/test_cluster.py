@@ -224,3 +224,24 @@ def test_recorded_assignments_on_points() -> None:
         region_of[part.index[g][part.mask[g]]] = g
     assert torch.equal(dense.clusters[0] // 3, region_of[:, None].expand(-1, 2))
     assert mixer._recorder is None  # recording ends with the block
+
+
+def test_explicit_forms() -> None:
+    """forward_grid / forward_points / forward_sets are what the compatibility forward dispatches to."""
+    from pointcoc.ops import Points
+
+    mixer = ContextCluster(16, heads=2, head_dim=8, centers=(2, 2), regions=(2, 2)).eval()
+    img = torch.randn(2, 4, 4, 16)
+    assert torch.equal(mixer.forward_grid(img), mixer(img))
+    x, pos = torch.randn(2, 50, 16), torch.randn(2, 50, 3)
+    pts = Points.from_dense(pos, x)
+    out = mixer.forward_points(pts)
+    assert isinstance(out, Points) and out.pos is pts.pos and out.x.shape == (100, 16)
+    assert torch.equal(out.x.view(2, 50, 16), mixer(x, pos))
+    single = ContextCluster(16, heads=2, head_dim=8, centers=1, regions=1).eval()
+    assert torch.equal(single.forward_sets(x), single(x))
+    torch.testing.assert_close(single.forward_points(pts).x.view(2, 50, 16), single(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="needs `pos`"):
+        mixer.forward_sets(x)
+    with pytest.raises(ValueError, match="needs point features"):
+        mixer.forward_points(Points.from_dense(pos))

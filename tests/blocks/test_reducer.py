@@ -108,3 +108,24 @@ def test_errors(make, call, match: str) -> None:
         red = make()
         call(red)
 
+
+
+def test_forward_points_always_returns_points() -> None:
+    from pointcoc.ops import Points
+
+    red = PointReducer(4, 6, num_neighbors=5, reduction=3, rel_pos_dim=3).eval()
+    sizes = (20, 31, 9)
+    pos, x = torch.randn(sum(sizes), 3), torch.randn(sum(sizes), 4)
+    batch = torch.repeat_interleave(torch.arange(3), torch.tensor(sizes))
+    out = red.forward_points(Points(pos, x, batch))
+    assert isinstance(out, Points) and out.sizes == (7, 11, 3) and out.x.shape == (21, 6)
+    assert torch.equal(out.batch, torch.repeat_interleave(torch.arange(3), torch.tensor([7, 11, 3])))
+    x2, pos2, batch2 = red(x, pos, batch)  # the compatibility form: the same tensors
+    assert torch.equal(x2, out.x) and torch.equal(pos2, out.pos) and torch.equal(batch2, out.batch)
+    dense = red(x[:20][None], pos[:20][None])
+    torch.testing.assert_close(dense[0][0], out.x[:7])
+    assert dense[2] is None and dense[1].shape == (1, 7, 3)
+    grid = PointReducer(4, 6, kernel_size=2)
+    assert grid.forward_grid(torch.randn(1, 4, 4, 4)).shape == (1, 2, 2, 6)
+    with pytest.raises(ValueError, match="needs point features"):
+        red.forward_points(Points(pos))

@@ -61,3 +61,29 @@ def test_demo_script_runs() -> None:
                           "--num-points", "512", "--steps", "1"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "logits (2, 10)" in res.stderr and "flat batch of clouds" in res.stderr
+
+
+@pytest.mark.parametrize("name", ["pointcoc_nano", "pointmlp_elite"])
+def test_forward_features_returns_every_stage(name: str) -> None:
+    """The encoder hierarchy (for the segmentation decoders): one Points per stage, flat and dense alike."""
+    import pointcoc
+    from pointcoc.ops import Points
+
+    model = pointcoc.create_model(name, num_classes=5).eval()
+    clouds = [torch.randn(n, 3) for n in (300, 257)]
+    flat = Points(torch.cat(clouds), batch=torch.repeat_interleave(torch.arange(2), torch.tensor([300, 257])))
+    with torch.no_grad():
+        stages = model.forward_features(model.prepare(flat))
+        alone = [model.forward_features(model.prepare(c[None])) for c in clouds]
+        logits = model.forward_head(stages)
+        pooled = model.forward_head(stages, pre_logits=True)
+    assert isinstance(stages, list) and all(isinstance(s, Points) for s in stages)
+    assert len(stages) == len(alone[0]) >= 2
+    for i, stage in enumerate(stages):
+        assert stage.sizes == tuple(a[i].num_points for a in alone)
+        assert stage.x.shape == (stage.num_points, alone[0][i].x.shape[1])
+        for cloud, a in zip(stage.split(stage.x), alone):
+            torch.testing.assert_close(cloud, a[i].x, rtol=1e-4, atol=1e-4)
+    assert pooled.shape == (2, model.num_features)
+    torch.testing.assert_close(logits, model(torch.cat(clouds), batch=flat.batch))
+    torch.testing.assert_close(model.forward_head(pooled), logits)
