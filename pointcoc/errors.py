@@ -6,14 +6,21 @@ that catches ``ValueError`` keeps working. The scripts report an ``InputError`` 
 line and exit with code 2; any other exception is a bug (ours or a library's) and keeps
 its traceback.
 
-This module sits below every other one; it imports nothing from pointcoc.
+It also holds :func:`renamed_arguments`, which keeps renamed keyword arguments working
+as deprecated aliases. This module sits below every other one; it imports nothing from pointcoc.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-__all__ = ["InputError", "input_error_message", "strip_ansi"]
+__all__ = ["InputError", "input_error_message", "strip_ansi", "renamed_arguments"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
@@ -46,3 +53,33 @@ def input_error_message(err: BaseException) -> str:
                 text = text[at + 1 + len(prefix):]
                 break
     return text.strip() or f"{type(err).__name__} with no message"
+
+
+def renamed_arguments(_owner: str | None = None, **renames: str) -> Callable[[F], F]:
+    """Keep old keyword names working as deprecated aliases of new ones (a ``FutureWarning`` names both).
+
+    Example:
+        >>> @renamed_arguments(heads="num_heads")
+        ... def __init__(self, dim, num_heads=4): ...
+
+    Giving the old and the new name together is a ``TypeError``. ``_owner`` names the callable in
+    the messages (default: its qualified name).
+    """
+    def wrap(fn: F) -> F:
+        owner = _owner or f"{fn.__qualname__}()"
+
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{owner} got both `{old}` (deprecated) and `{new}`; give `{new}`")
+                    warnings.warn(f"{owner}: `{old}` is deprecated, use `{new}`", FutureWarning,
+                                  stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        inner.renamed_arguments = dict(renames)  # type: ignore[attr-defined]
+        return inner  # type: ignore[return-value]
+
+    return wrap

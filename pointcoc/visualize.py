@@ -95,7 +95,7 @@ def _record(model: nn.Module, name: str, head: int, *inputs: Tensor | None) -> C
 
     The inputs (``None`` passes through) are moved to the model's device and dtype."""
     mixer = model.get_submodule(name)
-    _check_index(head, mixer.heads, "head", f"block {name!r}")
+    _check_index(head, mixer.num_heads, "head", f"block {name!r}")
     param = next(model.parameters())
     inputs = tuple(None if t is None else t.to(param.device, param.dtype) for t in inputs)
     was_training = model.training
@@ -155,7 +155,7 @@ def point_assignments(model: nn.Module, pos: Tensor, stage: int = 0, block: int 
         pos: ``[N, 3]`` (``[N, pos_dim]``) one cloud's coordinates.
         stage, block: which stage and block (stage ``s`` runs on the cloud after ``s + 1`` reductions).
         head: context-cluster head.
-        x: ``[N, in_channels]`` extra per-point features, for a model built with ``in_channels > 0``.
+        x: ``[N, in_chans]`` extra per-point features, for a model built with ``in_chans > 0``.
 
     Returns:
         ``positions [n, 3]`` of the stage's points (a subset of ``pos``) and their cluster ids

@@ -238,7 +238,7 @@ def visualize(cfg: dict[str, Any]) -> Path:
     if cfg.get("output") and Path(cfg["output"]).suffix.lower() != ".png":
         raise InputError(f"--output must be a .png file, got {cfg['output']!r}")
     model, train_cfg = build_model(cfg)
-    heads = model.get_submodule(mixer_name(model, cfg["stage"], cfg["block"])).heads
+    heads = model.get_submodule(mixer_name(model, cfg["stage"], cfg["block"])).num_heads
     if not 0 <= cfg["head"] < heads:  # bad arguments fail before any input is read
         raise InputError(f"--head must be in [0, {heads - 1}] (stage {cfg['stage']} block {cfg['block']} has "
                          f"{heads} heads), got {cfg['head']}")

@@ -66,7 +66,7 @@ def dense_grid_mixer(mixer, x: Tensor) -> Tensor:
     NCHW 1x1 projections, ``nn.AdaptiveAvgPool2d`` centres, region folding, dense aggregation.
     """
     B, H, W, C = x.shape
-    e, c = mixer.heads, mixer.head_dim
+    e, c = mixer.num_heads, mixer.head_dim
     fr, fc = mixer.regions
     xc = x.permute(0, 3, 1, 2)
     f = F.conv2d(xc, mixer.f.weight[:, :, None, None], mixer.f.bias)
@@ -96,7 +96,7 @@ def naive_point_mixer(mixer, x: Tensor, pos: Tensor) -> Tensor:
     """
     N = x.shape[0]
     R, M = mixer.num_regions, mixer.num_centers
-    e, c = mixer.heads, mixer.head_dim
+    e, c = mixer.num_heads, mixer.head_dim
     order = lexsort(pos)
     ps = pos[order]
     if R == 1:

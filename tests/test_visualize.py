@@ -28,7 +28,7 @@ from scripts_loader import ROOT, load_script
 
 SCRIPT = ROOT / "scripts" / "visualize_clusters.py"
 # two stages: 8x8 map in 2x2 windows of 2x2 centres (16 clusters), then a 4x4 map, one window of 2x1 centres
-SMALL_COC = dict(depths=(1, 1), dims=(16, 24), mlp_ratios=(2, 2), heads=(2, 2), head_dims=(8, 8),
+SMALL_COC = dict(depths=(1, 1), dims=(16, 24), mlp_ratios=(2, 2), num_heads=(2, 2), head_dim=(8, 8),
                  centers=((2, 2), (2, 1)), regions=((2, 2), (1, 1)), num_classes=5)
 
 
@@ -158,7 +158,7 @@ def test_point_assignments_are_the_recorded_ones(nano, stage, n, num_clusters) -
 
 
 def test_point_assignments_with_extra_features() -> None:
-    model = create_model("pointcoc_nano", num_classes=5, in_channels=3)
+    model = create_model("pointcoc_nano", num_classes=5, in_chans=3)
     pos, normals = torch.randn(256, 3), torch.randn(256, 3)
     stage_pos, ids = point_assignments(model, pos, 0, 0, 0, x=normals)
     record = recorded(model.eval(), pos, normals)["stages.0.0.token_mixer"]
@@ -182,15 +182,15 @@ def test_point_assignments_bad_arguments(nano, coc) -> None:
 
 
 def test_pointmlp_coc_has_nothing_to_draw() -> None:
-    model = PointMLP(num_classes=3, embed_dim=8, dim_expansion=(2,), pre_blocks=(1,), pos_blocks=(1,),
-                     k_neighbors=(8,), reducers=(2,), cluster=True).eval()
+    model = PointMLP(num_classes=3, embed_dim=8, dim_expansion=(2,), pre_depths=(1,), post_depths=(1,),
+                     num_neighbors=(8,), reductions=(2,), cluster=True).eval()
     records = recorded(model, torch.randn(1, 64, 3))
     assert records and all(a.num_clusters == 1 for a in records.values())  # why: one centre per kNN group
     with pytest.raises(ValueError, match="one centre per kNN group.*pointcoc_"):
         point_assignments(model, torch.randn(64, 3), 0, 0, 0)
     with pytest.raises(ValueError, match="no context clusters"):
-        point_assignments(PointMLP(num_classes=3, embed_dim=8, dim_expansion=(2,), pre_blocks=(1,), pos_blocks=(1,),
-                                   k_neighbors=(8,), reducers=(2,)), torch.randn(64, 3), 0, 0, 0)
+        point_assignments(PointMLP(num_classes=3, embed_dim=8, dim_expansion=(2,), pre_depths=(1,), post_depths=(1,),
+                                   num_neighbors=(8,), reductions=(2,)), torch.randn(64, 3), 0, 0, 0)
 
 
 def test_draw_point_clusters_one_panel_per_view(tmp_path) -> None:

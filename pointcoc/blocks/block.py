@@ -8,8 +8,9 @@ import torch
 from timm.layers import Mlp
 from torch import Tensor, nn
 
-from pointcoc.blocks.cluster import ContextCluster, PointPartition
+from pointcoc.blocks.cluster import ContextCluster, PointPartition, compat_output, compat_points
 from pointcoc.blocks.layers import DropPath, SampleNorm, apply_norm
+from pointcoc.errors import renamed_arguments
 from pointcoc.ops import Points
 
 __all__ = ["ClusterBlock", "ClusterStage", "cluster_stage"]
@@ -21,7 +22,8 @@ class ClusterBlock(nn.Module):
     Args:
         dim: channels ``C``.
         mlp_ratio: hidden width of the MLP as a multiple of ``dim``.
-        heads, head_dim, centers, regions, center_k, denominator: passed to :class:`ContextCluster`.
+        num_heads, head_dim, centers, regions, center_k, denominator: passed to :class:`ContextCluster`
+            (deprecated alias of ``num_heads``: ``heads``).
         norm_layer: norm type, built as ``norm_layer(dim)``; norms with ``accepts_batch``
             (like :class:`SampleNorm`, upstream's ``GroupNorm(1, C)``) normalise each cloud of a
             point set (they are called ``norm(x, batch, counts)``).
@@ -36,14 +38,15 @@ class ClusterBlock(nn.Module):
     the output has the input's shape.
     """
 
-    def __init__(self, dim: int, mlp_ratio: float = 4.0, heads: int = 4, head_dim: int = 24,
+    @renamed_arguments(heads="num_heads")
+    def __init__(self, dim: int, mlp_ratio: float = 4.0, num_heads: int = 4, head_dim: int = 24,
                  centers: int | tuple[int, int] = (2, 2), regions: int | tuple[int, int] = (1, 1),
                  center_k: int | None = None, norm_layer: type[nn.Module] = SampleNorm,
                  act_layer: type[nn.Module] = nn.GELU, drop: float = 0.0, drop_path: float = 0.0,
                  layer_scale_init_value: float | None = 1e-5, denominator: str = "weights") -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
-        self.token_mixer = ContextCluster(dim, dim, heads=heads, head_dim=head_dim, centers=centers,
+        self.token_mixer = ContextCluster(dim, dim, num_heads=num_heads, head_dim=head_dim, centers=centers,
                                           regions=regions, center_k=center_k, denominator=denominator)
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
@@ -89,14 +92,8 @@ class ClusterBlock(nn.Module):
         mixer = self.token_mixer
         if x.dim() == 3 and partition is None and (pos is None or mixer.num_centers == mixer.num_regions == 1):
             return self._residuals(x, mixer.forward_sets(self.norm1(x)), None)  # one centre per set
-        if x.dim() == 3:
-            if pos is None or pos.dim() != 3 or pos.shape[:2] != x.shape[:2]:
-                raise ValueError(f"`pos` must be [B, N, D] matching x {tuple(x.shape)}, got "
-                                 f"{None if pos is None else tuple(pos.shape)}")
-            return self.forward_points(Points.from_dense(pos, x), partition).x.view(x.shape)
-        if pos is None:
-            raise ValueError(f"point features {tuple(x.shape)} need `pos` for a cluster block")
-        return self.forward_points(Points(pos, x, batch), partition).x
+        points = compat_points(x, pos, batch)
+        return compat_output(points, self.forward_points(points, partition).x)
 
 
 class ClusterStage(nn.ModuleList):
@@ -150,10 +147,5 @@ def cluster_stage(blocks: Iterable[ClusterBlock], x: Tensor, pos: Tensor | None 
     stage = blocks if isinstance(blocks, ClusterStage) else ClusterStage(blocks)
     if x.dim() == 4:
         return stage.forward_grid(x)
-    if pos is None:
-        raise ValueError(f"point features {tuple(x.shape)} need `pos` for a cluster stage")
-    if x.dim() == 3:
-        if pos.dim() != 3 or pos.shape[:2] != x.shape[:2]:
-            raise ValueError(f"`pos` must be [B, N, D] matching x {tuple(x.shape)}, got {tuple(pos.shape)}")
-        return stage.forward_points(Points.from_dense(pos, x)).x.view(x.shape)
-    return stage.forward_points(Points(pos, x, batch)).x
+    points = compat_points(x, pos, batch)
+    return compat_output(points, stage.forward_points(points).x)

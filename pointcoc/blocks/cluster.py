@@ -31,11 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pointcoc.errors import renamed_arguments
 from pointcoc.ops import Points, canonical_order_flat, fps_padded, fps_points, knn_padded, knn_points
 from pointcoc.ops._checks import check_pos
 
 __all__ = ["cluster_mix", "grid_proposal", "PointPartition", "point_partition", "ContextCluster", "pair",
-           "ClusterAssignment", "record_assignments"]
+           "ClusterAssignment", "record_assignments", "compat_points", "compat_output"]
 
 
 def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
@@ -227,6 +228,38 @@ def _as_points(pos: Points | Tensor, batch: Tensor | None) -> Points:
     return Points(pos, batch=batch)
 
 
+def compat_points(x: Tensor, pos: Tensor | None, batch: Tensor | None) -> Points:
+    """The point input of the blocks' compatibility ``forward(x, pos, batch)`` as a checked ``Points``.
+
+    Args:
+        x: dense ``[B, N, C]`` or flat ``[sum N, C]`` features.
+        pos: ``[B, N, D]`` or ``[sum N, D]`` positions.
+        batch: flat form, the sorted cloud id per point (``None``: one cloud).
+
+    Raises:
+        ValueError: another rank, missing or mismatched ``pos``, or any check of :class:`Points`.
+    """
+    if x.dim() not in (2, 3):
+        raise ValueError(f"x must be [B, H, W, C] (image map), [B, N, C] (point set) or [sum N, C] (flat), got "
+                         f"{tuple(x.shape)}")
+    if pos is None:
+        raise ValueError(f"a point set x {tuple(x.shape)} needs `pos`")
+    if x.dim() == 3:
+        if batch is not None:
+            raise ValueError("`batch` is only for flat input x [sum N, C]; dense x [B, N, C] needs none")
+        if pos.dim() != 3 or pos.shape[:2] != x.shape[:2]:
+            raise ValueError(f"`pos` must be [B, N, D] matching x {tuple(x.shape)}, got {tuple(pos.shape)}")
+        return Points.from_dense(pos, x)
+    if pos.dim() != 2 or pos.shape[0] != x.shape[0]:
+        raise ValueError(f"`pos` must be [sum N, D] with {x.shape[0]} points, got {tuple(pos.shape)}")
+    return Points(pos, x, batch)
+
+
+def compat_output(points: Points, out: Tensor) -> Tensor:
+    """Per-point ``out [sum N, C]`` in the layout ``points`` came in: ``[B, N, C]`` from a dense batch."""
+    return points.dense(out) if points.from_dense_batch else out
+
+
 def point_partition(points: Points | Tensor, batch: Tensor | None = None, num_regions: int = 1,
                     num_centers: int = 1, center_k: int | None = None) -> PointPartition:
     """Split point sets into regions and propose centres in each (no gradients involved).
@@ -312,7 +345,7 @@ class ContextCluster(nn.Module):
     Args:
         dim: input channels ``C``.
         out_dim: output channels (default ``dim``).
-        heads: number of heads ``e``.
+        num_heads: number of heads ``e`` (deprecated alias: ``heads``).
         head_dim: channels per head ``c``; the similarity and value spaces have ``e * c`` channels.
         centers: centres per region, ``(rows, cols)`` on a grid; on a point set the
             product ``M = rows * cols`` is used, and a plain int ``M`` is allowed
@@ -337,14 +370,15 @@ class ContextCluster(nn.Module):
           ``batch [sum N]``. It checks its input and builds a ``Points`` once.
 
     Example:
-        >>> mixer = ContextCluster(64, heads=4, head_dim=16, centers=(2, 2), regions=(2, 2))
+        >>> mixer = ContextCluster(64, num_heads=4, head_dim=16, centers=(2, 2), regions=(2, 2))
         >>> y_img = mixer.forward_grid(torch.randn(2, 8, 8, 64))                    # image map
         >>> pts = Points.from_dense(torch.randn(2, 500, 3), torch.randn(2, 500, 64))
         >>> y_pts = mixer.forward_points(pts).x                                      # [1000, 64]
         >>> y_old = mixer(torch.randn(2, 500, 64), torch.randn(2, 500, 3))           # compatibility form
     """
 
-    def __init__(self, dim: int, out_dim: int | None = None, heads: int = 4, head_dim: int = 24,
+    @renamed_arguments(heads="num_heads")
+    def __init__(self, dim: int, out_dim: int | None = None, num_heads: int = 4, head_dim: int = 24,
                  centers: int | tuple[int, int] = (2, 2), regions: int | tuple[int, int] = (1, 1),
                  center_k: int | None = None, denominator: str = "weights") -> None:
         super().__init__()
@@ -352,19 +386,24 @@ class ContextCluster(nn.Module):
             raise ValueError(f"`denominator` must be 'weights' or 'count', got {denominator!r}")
         self.denominator = denominator
         out_dim = dim if out_dim is None else out_dim
-        self.dim, self.out_dim, self.heads, self.head_dim = dim, out_dim, heads, head_dim
+        self.dim, self.out_dim, self.num_heads, self.head_dim = dim, out_dim, num_heads, head_dim
         # An int is a count for point sets; a grid needs the (rows, cols) layout.
         self.centers = pair(centers, "centers") if not isinstance(centers, int) else pair((centers, 1), "centers")
         self.regions = pair(regions, "regions") if not isinstance(regions, int) else pair((regions, 1), "regions")
         self.grid_layout = all(not isinstance(v, int) or v == 1 for v in (centers, regions))
         self.center_k = center_k
-        inner = heads * head_dim
+        inner = num_heads * head_dim
         self.f = nn.Linear(dim, inner)
         self.v = nn.Linear(dim, inner)
         self.proj = nn.Linear(inner, out_dim)
         self.sim_alpha = nn.Parameter(torch.ones(1))
         self.sim_beta = nn.Parameter(torch.zeros(1))
         self._recorder: Callable[[ClusterAssignment], None] | None = None  # set by record_assignments
+
+    @property
+    def heads(self) -> int:
+        """Deprecated name of :attr:`num_heads`."""
+        return self.num_heads
 
     @property
     def num_centers(self) -> int:
@@ -383,7 +422,7 @@ class ContextCluster(nn.Module):
 
     def extra_repr(self) -> str:
         extra = "" if self.denominator == "weights" else f", denominator={self.denominator!r}"
-        return (f"dim={self.dim}, out_dim={self.out_dim}, heads={self.heads}, head_dim={self.head_dim}, "
+        return (f"dim={self.dim}, out_dim={self.out_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
                 f"centers={self.centers}, regions={self.regions}{extra}")
 
     def partition(self, points: Points | Tensor, batch: Tensor | None = None) -> PointPartition:
@@ -408,35 +447,23 @@ class ContextCluster(nn.Module):
         self._check_channels(x)
         if x.dim() == 4:
             return self.forward_grid(x)
-        if x.dim() == 3:
-            if partition is None and (pos is None or self.num_centers == self.num_regions == 1):
-                return self.forward_sets(x)  # one centre per set: the set mean, positions unused
-            if pos is not None and (pos.dim() != 3 or pos.shape[:2] != x.shape[:2]):
-                raise ValueError(f"`pos` must be [B, N, D] matching x {tuple(x.shape)}, got {tuple(pos.shape)}")
-            B, N, _ = x.shape
-            pos = x.new_zeros(B, N, 1) if pos is None else pos
-            return self.forward_points(Points.from_dense(pos, x), partition).x.view(B, N, self.out_dim)
-        if x.dim() == 2:
-            if pos is None:
-                if partition is None and (self.num_centers > 1 or self.num_regions > 1):
-                    raise ValueError("a flat point set needs `pos` [sum N, D] (or a precomputed `partition`)")
-                pos = x.new_zeros(x.shape[0], 1)  # positions do not matter for one centre per cloud
-            if pos.dim() != 2 or pos.shape[0] != x.shape[0]:
-                raise ValueError(f"`pos` must be [sum N, D] with {x.shape[0]} points, got {tuple(pos.shape)}")
-            return self.forward_points(Points(pos, x, batch), partition).x
-        raise ValueError(
-            f"x must be [B, H, W, C] (image map), [B, N, C] (point set) or [sum N, C] (flat), got {tuple(x.shape)}"
-        )
+        one_centre = self.num_centers == self.num_regions == 1
+        if x.dim() == 3 and partition is None and (pos is None or one_centre):
+            return self.forward_sets(x)  # one centre per set: the set mean, positions unused
+        if pos is None and (partition is not None or one_centre):
+            pos = x.new_zeros(*x.shape[:-1], 1)  # positions are not used with a given partition or one centre
+        points = compat_points(x, pos, batch)
+        return compat_output(points, self.forward_points(points, partition).x)
 
     def _split_heads(self, t: Tensor) -> Tensor:
         """``[G, n, e*c] -> [G, e, n, c]``."""
         G, n, _ = t.shape
-        return t.view(G, n, self.heads, self.head_dim).transpose(1, 2)
+        return t.view(G, n, self.num_heads, self.head_dim).transpose(1, 2)
 
     def _merge_heads(self, t: Tensor) -> Tensor:
         """``[G, e, n, c] -> [G, n, e*c]``."""
         G, _, n, _ = t.shape
-        return t.transpose(1, 2).reshape(G, n, self.heads * self.head_dim)
+        return t.transpose(1, 2).reshape(G, n, self.num_heads * self.head_dim)
 
     # ------------------------------------------------------------------ explicit forms
     def forward_grid(self, x: Tensor) -> Tensor:
@@ -454,7 +481,7 @@ class ContextCluster(nn.Module):
                 f"image map of {H}x{W} (x shape {tuple(x.shape)}) cannot be split into {fr}x{fc} regions; "
                 "each side must be divisible by the regions along it"
             )
-        h, w, e, c = H // fr, W // fc, self.heads, self.head_dim
+        h, w, e, c = H // fr, W // fc, self.num_heads, self.head_dim
 
         def to_groups(t: Tensor) -> Tensor:  # [B, H, W, e*c] -> [B*fr*fc, e, h*w, c]
             t = t.view(B, fr, h, fc, w, e, c).permute(0, 1, 3, 5, 2, 4, 6)

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pointcoc.blocks.cluster import pair
+from pointcoc.blocks.cluster import compat_points, pair
+from pointcoc.errors import renamed_arguments
 from pointcoc.ops import Points, canonical_order_flat, fps_points, knn_points
 
 __all__ = ["PointReducer"]
@@ -33,7 +34,7 @@ class PointReducer(nn.Module):
     is used for ``[B, H, W, C]`` input.
 
     Args:
-        in_dim: input channels ``C``.
+        dim: input channels ``C`` (deprecated alias: ``in_dim``).
         out_dim: output channels.
         kernel_size: grid patch ``(kh, kw)``; also sets ``k = kh * kw`` by default.
         stride: grid stride; also sets the point reduction ``sh * sw`` by default.
@@ -65,7 +66,8 @@ class PointReducer(nn.Module):
     ``proj.weight.view(out, kh, kw, C).permute(0, 3, 1, 2)``.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, kernel_size: int | tuple[int, int] | None = None,
+    @renamed_arguments(in_dim="dim")
+    def __init__(self, dim: int, out_dim: int, kernel_size: int | tuple[int, int] | None = None,
                  stride: int | tuple[int, int] | None = None, padding: int | tuple[int, int] = 0,
                  num_neighbors: int | None = None, reduction: int | None = None, rel_pos_dim: int = 0,
                  neighbor_order: str = "distance", random_start: bool = False, aggregation: str = "concat") -> None:
@@ -91,15 +93,20 @@ class PointReducer(nn.Module):
         self.rel_pos_dim = rel_pos_dim
         self.neighbor_order = neighbor_order
         self.random_start = random_start
-        self.in_dim, self.out_dim = in_dim, out_dim
-        width = in_dim + rel_pos_dim
+        self.dim, self.out_dim = dim, out_dim
+        width = dim + rel_pos_dim
         self.proj = nn.Linear(width if aggregation == "max" else self.num_neighbors * width, out_dim)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_dim}, {self.out_dim}, k={self.num_neighbors}, reduction={self.reduction}, "
+        return (f"{self.dim}, {self.out_dim}, k={self.num_neighbors}, reduction={self.reduction}, "
                 f"aggregation={self.aggregation!r}, "
                 f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"rel_pos_dim={self.rel_pos_dim}, neighbor_order={self.neighbor_order!r}")
+
+    @property
+    def in_dim(self) -> int:
+        """Deprecated name of :attr:`dim`."""
+        return self.dim
 
     def conv_weight(self) -> Tensor:
         """The projection as a convolution kernel ``[out_dim, C, kh, kw]`` (grid fast path)."""
@@ -113,7 +120,7 @@ class PointReducer(nn.Module):
             raise ValueError("the grid fast path does not take relative positions (rel_pos_dim > 0); "
                              "run the point path on the pixel positions instead")
         kh, kw = self.kernel_size
-        return self.proj.weight.view(self.out_dim, kh, kw, self.in_dim).permute(0, 3, 1, 2)
+        return self.proj.weight.view(self.out_dim, kh, kw, self.dim).permute(0, 3, 1, 2)
 
     def forward_grid(self, x: Tensor) -> Tensor:
         """Image map ``x [B, H, W, C]`` -> ``[B, H', W', out_dim]`` (the strided convolution)."""
@@ -158,32 +165,22 @@ class PointReducer(nn.Module):
         self._check_channels(x)
         if x.dim() == 4:
             return self.forward_grid(x)
-        if pos is None:
-            raise ValueError(f"a point set x {tuple(x.shape)} needs `pos`")
-        if x.dim() == 3:
-            if pos.dim() != 3 or pos.shape[:2] != x.shape[:2]:
-                raise ValueError(f"`pos` must be [B, N, D] matching x {tuple(x.shape)}, got {tuple(pos.shape)}")
-            anchors = None
-            if anchor_pos is not None:
-                if anchor_pos.dim() != 3 or anchor_pos.shape[0] != x.shape[0] or anchor_pos.shape[2] != pos.shape[2]:
-                    raise ValueError(f"`anchor_pos` must be [B, S, D] for pos {tuple(pos.shape)}, got "
-                                     f"{tuple(anchor_pos.shape)}")
-                anchors = Points.from_dense(anchor_pos)
-            out = self.forward_points(Points.from_dense(pos, x), anchors)
-            B = x.shape[0]
-            return out.x.view(B, -1, self.out_dim), out.pos.view(B, -1, pos.shape[-1]), None
-        if x.dim() == 2:
-            if anchor_pos is not None:
-                raise ValueError("`anchor_pos` is for dense input [B, N, C]; give flat anchors to forward_points")
-            if pos.dim() != 2 or pos.shape[0] != x.shape[0]:
-                raise ValueError(f"`pos` must be [sum N, D] with {x.shape[0]} points, got {tuple(pos.shape)}")
-            out = self.forward_points(Points(pos, x, batch))
-            return out.x, out.pos, out.batch
-        raise ValueError(f"x must be [B, H, W, C], [B, N, C] or [sum N, C], got {tuple(x.shape)}")
+        points = compat_points(x, pos, batch)
+        anchors = None
+        if anchor_pos is not None:
+            if not points.from_dense_batch or anchor_pos.dim() != 3 or anchor_pos.shape[0] != x.shape[0] \
+                    or anchor_pos.shape[2] != pos.shape[2]:
+                raise ValueError(f"`anchor_pos` must be [B, S, D] for dense pos {tuple(pos.shape)}, got "
+                                 f"{tuple(anchor_pos.shape)}")
+            anchors = Points.from_dense(anchor_pos)
+        out = self.forward_points(points, anchors)
+        if points.from_dense_batch:
+            return out.dense(out.x), out.dense(out.pos), None
+        return out.x, out.pos, out.batch
 
     def _check_channels(self, x: Tensor) -> None:
-        if x.shape[-1] != self.in_dim:
-            raise ValueError(f"PointReducer(in_dim={self.in_dim}) got x with shape {tuple(x.shape)}")
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"PointReducer(dim={self.dim}) got x with shape {tuple(x.shape)}")
 
     def _aggregate(self, x: Tensor, pos: Tensor, idx: Tensor, anchor_pos: Tensor) -> Tensor:
         """Neighbour features -> anchor features.

@@ -11,7 +11,7 @@ from pointcoc.errors import InputError
 from pointcoc.ops import Points, canonical_order_flat, fps_points
 from pointcoc.ops._checks import check_pos
 
-__all__ = ["prepare_points", "input_features", "sample_anchors", "FPS_STARTS", "check_stage_lengths"]
+__all__ = ["drop_path_rates", "prepare_points", "input_features", "sample_anchors", "FPS_STARTS", "check_stage_lengths"]
 
 FPS_STARTS = ("first", "canonical", "random")
 
@@ -22,6 +22,18 @@ def check_stage_lengths(**per_stage: Sequence[object]) -> int:
     if len(set(lengths.values())) != 1:
         raise ValueError(f"per-stage arguments need one entry per stage, got lengths {lengths}")
     return next(iter(lengths.values()))
+
+
+def drop_path_rates(drop_path_rate: float, depths: Sequence[int]) -> list[list[float]]:
+    """Stochastic-depth rates per stage and block, rising linearly from 0 to ``drop_path_rate`` over all blocks.
+
+    Block ``k`` of ``K`` gets ``drop_path_rate * k / (K - 1)`` (upstream CoC's formula, in double precision;
+    timm's ``calculate_drop_path_rates`` gives the same values in single precision).
+    """
+    total = sum(depths)
+    rates = [drop_path_rate * k / max(total - 1, 1) for k in range(total)]
+    starts = [sum(depths[:i]) for i in range(len(depths))]
+    return [rates[start:start + depth] for start, depth in zip(starts, depths)]
 
 
 def prepare_points(pos: Tensor | Points, x: Tensor | None, batch: Tensor | None, in_chans: int, min_points: int,

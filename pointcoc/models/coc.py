@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import global_mean_pool
 
 from pointcoc.blocks import ClusterBlock, ClusterStage, PointReducer, SampleNorm, apply_norm
-from pointcoc.models._common import check_stage_lengths
+from pointcoc.errors import renamed_arguments
+from pointcoc.models._common import check_stage_lengths, drop_path_rates
 from pointcoc.models.checkpoint import convert_layouts, register_checkpoint_filter, unwrap_state_dict
 from pointcoc.models.registry import register
 from pointcoc.ops import Points
@@ -74,6 +75,10 @@ def image_to_points(images: Tensor, mask: Tensor | None = None) -> tuple[Tensor,
     return rgb, torch.stack([r, c], -1).to(images.dtype), b
 
 
+#: deprecated argument names (FutureWarning) and their replacements
+RENAMED = dict(heads="num_heads", head_dims="head_dim")
+
+
 class CoC(nn.Module):
     """Context-Cluster image classifier (and dense-prediction backbone with ``fork_feat``).
 
@@ -81,7 +86,8 @@ class CoC(nn.Module):
         depths: ClusterBlocks per stage (upstream ``layers``).
         dims: channels per stage (upstream ``embed_dims``).
         mlp_ratios: MLP expansion per stage.
-        heads, head_dims: context-cluster heads and head width per stage.
+        num_heads, head_dim: context-cluster heads and head width per stage (deprecated aliases: ``heads``,
+            ``head_dims``).
         centers: ``(rows, cols)`` centres per region per stage (upstream ``(proposal_w, proposal_h)``:
             upstream's "w" is tensor dim 2, the image height).
         regions: ``(rows, cols)`` windows per stage (upstream ``(fold_w, fold_h)``).
@@ -106,9 +112,10 @@ class CoC(nn.Module):
         ``forward_points``: pixels ``rgb [sum N, 3]``, ``pos [sum N, 2]``, ``batch`` -> logits.
     """
 
+    @renamed_arguments(**RENAMED)
     def __init__(self, depths: Sequence[int] = (3, 4, 5, 2), dims: Sequence[int] = (32, 64, 196, 320),
-                 mlp_ratios: Sequence[float] = (8, 8, 4, 4), heads: Sequence[int] = (4, 4, 8, 8),
-                 head_dims: Sequence[int] = (24, 24, 24, 24),
+                 mlp_ratios: Sequence[float] = (8, 8, 4, 4), num_heads: Sequence[int] = (4, 4, 8, 8),
+                 head_dim: Sequence[int] = (24, 24, 24, 24),
                  centers: Sequence[tuple[int, int]] = ((2, 2),) * 4,
                  regions: Sequence[tuple[int, int]] = ((8, 8), (4, 4), (2, 2), (1, 1)),
                  downsamples: Sequence[bool] = (True, True, True, True), num_classes: int = 1000,
@@ -118,7 +125,7 @@ class CoC(nn.Module):
                  drop_rate: float = 0.0, drop_path_rate: float = 0.0, layer_scale_init_value: float | None = 1e-5,
                  fork_feat: bool = False, denominator: str = "weights", global_pool: str = "avg") -> None:
         super().__init__()
-        check_stage_lengths(depths=depths, dims=dims, mlp_ratios=mlp_ratios, heads=heads, head_dims=head_dims,
+        check_stage_lengths(depths=depths, dims=dims, mlp_ratios=mlp_ratios, num_heads=num_heads, head_dim=head_dim,
                             centers=centers, regions=regions)
         if global_pool not in ("avg", ""):
             raise ValueError(f"`global_pool` must be 'avg' or '', got {global_pool!r}")
@@ -129,17 +136,17 @@ class CoC(nn.Module):
         self.num_features = self.head_hidden_size = dims[-1]
         self.patch_embed = PointReducer(in_chans + 2, dims[0], kernel_size=in_patch_size, stride=in_stride,
                                         padding=in_pad, neighbor_order="offset")
-        total = sum(depths)
+        rates = drop_path_rates(drop_path_rate, depths)
         network: list[nn.Module] = []
         self.stage_index: list[int] = []  # position of each stage in `network`
         self.feature_info: list[dict] = []
         reduction = in_stride
         for i, depth in enumerate(depths):
             blocks = ClusterStage(
-                ClusterBlock(dims[i], mlp_ratio=mlp_ratios[i], heads=heads[i], head_dim=head_dims[i],
+                ClusterBlock(dims[i], mlp_ratio=mlp_ratios[i], num_heads=num_heads[i], head_dim=head_dim[i],
                              centers=tuple(centers[i]), regions=tuple(regions[i]), norm_layer=norm_layer,
                              act_layer=act_layer, drop=drop_rate,
-                             drop_path=drop_path_rate * (sum(depths[:i]) + j) / max(total - 1, 1),
+                             drop_path=rates[i][j],
                              layer_scale_init_value=layer_scale_init_value, denominator=denominator)
                 for j in range(depth))
             self.stage_index.append(len(network))
@@ -301,20 +308,20 @@ def _cfg(**kwargs) -> dict:
 
 # name: (hyper-parameters, upstream ImageNet top-1 from the upstream README, or None)
 ZOO: dict[str, dict] = {
-    "coc_tiny": dict(depths=(3, 4, 5, 2), dims=(32, 64, 196, 320), heads=(4, 4, 8, 8), head_dims=(24,) * 4,
+    "coc_tiny": dict(depths=(3, 4, 5, 2), dims=(32, 64, 196, 320), num_heads=(4, 4, 8, 8), head_dim=(24,) * 4,
                      centers=((2, 2),) * 4, regions=((8, 8), (4, 4), (2, 2), (1, 1))),
-    "coc_tiny2": dict(depths=(3, 4, 5, 2), dims=(32, 64, 196, 320), heads=(4, 4, 8, 8), head_dims=(24,) * 4,
+    "coc_tiny2": dict(depths=(3, 4, 5, 2), dims=(32, 64, 196, 320), num_heads=(4, 4, 8, 8), head_dim=(24,) * 4,
                       centers=((4, 4), (2, 2), (7, 7), (4, 4)), regions=((7, 7), (7, 7), (1, 1), (1, 1))),
-    "coc_tiny_plain": dict(depths=(3, 4, 5, 2), dims=(32, 64, 196, 320), heads=(4, 4, 8, 8), head_dims=(24,) * 4,
+    "coc_tiny_plain": dict(depths=(3, 4, 5, 2), dims=(32, 64, 196, 320), num_heads=(4, 4, 8, 8), head_dim=(24,) * 4,
                            centers=((4, 4), (4, 4), (2, 2), (2, 2)), regions=((1, 1),) * 4),
-    "coc_small": dict(depths=(2, 2, 6, 2), dims=(64, 128, 320, 512), heads=(4, 4, 8, 8), head_dims=(32,) * 4,
+    "coc_small": dict(depths=(2, 2, 6, 2), dims=(64, 128, 320, 512), num_heads=(4, 4, 8, 8), head_dim=(32,) * 4,
                       centers=((2, 2),) * 4, regions=((8, 8), (4, 4), (2, 2), (1, 1))),
-    "coc_medium": dict(depths=(4, 4, 12, 4), dims=(64, 128, 320, 512), heads=(6, 6, 12, 12), head_dims=(32,) * 4,
+    "coc_medium": dict(depths=(4, 4, 12, 4), dims=(64, 128, 320, 512), num_heads=(6, 6, 12, 12), head_dim=(32,) * 4,
                        centers=((2, 2),) * 4, regions=((8, 8), (4, 4), (2, 2), (1, 1))),
-    "coc_base_dim64": dict(depths=(6, 6, 24, 6), dims=(64, 128, 320, 512), heads=(8, 8, 16, 16),
-                           head_dims=(32,) * 4, centers=((2, 2),) * 4, regions=((8, 8), (4, 4), (2, 2), (1, 1))),
-    "coc_base_dim96": dict(depths=(4, 4, 12, 4), dims=(96, 192, 384, 768), heads=(8, 8, 16, 16),
-                           head_dims=(32,) * 4, centers=((2, 2),) * 4, regions=((8, 8), (4, 4), (2, 2), (1, 1))),
+    "coc_base_dim64": dict(depths=(6, 6, 24, 6), dims=(64, 128, 320, 512), num_heads=(8, 8, 16, 16),
+                           head_dim=(32,) * 4, centers=((2, 2),) * 4, regions=((8, 8), (4, 4), (2, 2), (1, 1))),
+    "coc_base_dim96": dict(depths=(4, 4, 12, 4), dims=(96, 192, 384, 768), num_heads=(8, 8, 16, 16),
+                           head_dim=(32,) * 4, centers=((2, 2),) * 4, regions=((8, 8), (4, 4), (2, 2), (1, 1))),
 }
 for _name in ZOO:
     ZOO[_name].update(mlp_ratios=(8, 8, 4, 4))
@@ -334,6 +341,7 @@ def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: nn.Module) -> dic
 register_checkpoint_filter(CoC, checkpoint_filter_fn)
 
 
+@renamed_arguments(_owner="CoC (create_model)", **RENAMED)
 def _create(variant: str, pretrained: bool = False, **kwargs) -> CoC:
     args = {**ZOO[variant], **kwargs}
     return build_model_with_cfg(CoC, variant, pretrained,

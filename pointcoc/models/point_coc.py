@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 from torch_geometric.nn import global_max_pool, global_mean_pool
 
 from pointcoc.blocks import ClusterBlock, ClusterStage, PointReducer
-from pointcoc.models._common import check_stage_lengths, input_features, prepare_points
+from pointcoc.errors import renamed_arguments
+from pointcoc.models._common import check_stage_lengths, drop_path_rates, input_features, prepare_points
 from pointcoc.models.registry import register
 from pointcoc.ops import Points
 
-__all__ = ["PointCoC", "pointcoc_nano", "pointcoc_tiny", "pointcoc_small"]
+__all__ = ["PointCoC", "VARIANTS", "pointcoc_nano", "pointcoc_tiny", "pointcoc_small"]
+
+
+#: deprecated argument names (FutureWarning) and their replacements
+RENAMED = dict(in_channels="in_chans", neighbors="num_neighbors", heads="num_heads")
 
 
 class PointCoC(nn.Module):
@@ -27,14 +31,14 @@ class PointCoC(nn.Module):
 
     Args:
         num_classes: output classes.
-        in_channels: extra per-point input features besides the coordinates (e.g. 3 for normals).
+        in_chans: extra per-point input features besides the coordinates (e.g. 3 for normals).
         pos_dim: coordinates per point ``D``.
         embed_dim: width of the per-point embedding.
         dims: channels of each stage.
         depths: ClusterBlocks per stage.
         reductions: each stage keeps ``ceil(N / reduction)`` points.
-        neighbors: kNN neighbours of each reducer.
-        heads, head_dim: per stage, of the context-cluster mixers.
+        num_neighbors: kNN neighbours of each reducer.
+        num_heads, head_dim: per stage, of the context-cluster mixers.
         centers: centres per region, per stage.
         regions: FPS regions per cloud, per stage.
         mlp_ratio: MLP width of the blocks.
@@ -44,38 +48,41 @@ class PointCoC(nn.Module):
         aggregation: how the reducers combine neighbours (``"max"``: order-free; ``"concat"``: the
             image models' form), see :class:`~pointcoc.blocks.PointReducer`.
 
+    Deprecated aliases: ``in_channels`` (``in_chans``), ``neighbors`` (``num_neighbors``), ``heads``
+    (``num_heads``).
+
     Shapes:
-        dense: ``pos [B, N, D]`` (+ ``x [B, N, in_channels]``) -> logits ``[B, num_classes]``;
-        flat: ``pos [sum N, D]``, ``batch [sum N]`` (+ ``x``) -> ``[B, num_classes]``.
+        dense: ``pos [B, N, D]`` (+ ``x [B, N, in_chans]``) -> logits ``[B, num_classes]``;
+        flat: ``pos [sum N, D]``, ``batch [sum N]`` (+ ``x``) -> ``[B, num_classes]``; or a
+        :class:`~pointcoc.ops.Points` (its ``x`` the extra features).
     """
 
-    def __init__(self, num_classes: int = 40, in_channels: int = 0, pos_dim: int = 3, embed_dim: int = 32,
+    @renamed_arguments(**RENAMED)
+    def __init__(self, num_classes: int = 40, in_chans: int = 0, pos_dim: int = 3, embed_dim: int = 32,
                  dims: Sequence[int] = (64, 128, 256), depths: Sequence[int] = (1, 1, 1),
-                 reductions: Sequence[int] = (4, 4, 4), neighbors: Sequence[int] = (16, 16, 16),
-                 heads: Sequence[int] = (2, 4, 4), head_dim: Sequence[int] = (16, 16, 32),
+                 reductions: Sequence[int] = (4, 4, 4), num_neighbors: Sequence[int] = (16, 16, 16),
+                 num_heads: Sequence[int] = (2, 4, 4), head_dim: Sequence[int] = (16, 16, 32),
                  centers: Sequence[int] = (4, 4, 4), regions: Sequence[int] = (16, 4, 1),
                  mlp_ratio: float = 2.0, drop_path_rate: float = 0.0,
                  layer_scale_init_value: float | None = 1e-5, pool: str = "max",
                  aggregation: str = "max") -> None:
         super().__init__()
-        check_stage_lengths(dims=dims, depths=depths, reductions=reductions, neighbors=neighbors, heads=heads,
-                            head_dim=head_dim, centers=centers, regions=regions)
-        self.num_classes, self.in_channels, self.pos_dim = num_classes, in_channels, pos_dim
-        self.embed = nn.Sequential(nn.Linear(pos_dim + in_channels, embed_dim), nn.LayerNorm(embed_dim), nn.GELU())
-        total = sum(depths)
-        rates = torch.linspace(0, drop_path_rate, max(total, 1)).tolist()
+        check_stage_lengths(dims=dims, depths=depths, reductions=reductions, num_neighbors=num_neighbors,
+                            num_heads=num_heads, head_dim=head_dim, centers=centers, regions=regions)
+        self.num_classes, self.in_chans, self.pos_dim = num_classes, in_chans, pos_dim
+        self.embed = nn.Sequential(nn.Linear(pos_dim + in_chans, embed_dim), nn.LayerNorm(embed_dim), nn.GELU())
+        rates = drop_path_rates(drop_path_rate, depths)
         self.reducers = nn.ModuleList()
         self.stages = nn.ModuleList()
-        prev, b = embed_dim, 0
+        prev = embed_dim
         for i, dim in enumerate(dims):
-            self.reducers.append(PointReducer(prev, dim, num_neighbors=neighbors[i], reduction=reductions[i],
+            self.reducers.append(PointReducer(prev, dim, num_neighbors=num_neighbors[i], reduction=reductions[i],
                                               rel_pos_dim=pos_dim, aggregation=aggregation))
             self.stages.append(ClusterStage(
-                ClusterBlock(dim, mlp_ratio=mlp_ratio, heads=heads[i], head_dim=head_dim[i], centers=centers[i],
-                             regions=regions[i], norm_layer=nn.LayerNorm, drop_path=rates[b + j],
+                ClusterBlock(dim, mlp_ratio=mlp_ratio, num_heads=num_heads[i], head_dim=head_dim[i],
+                             centers=centers[i], regions=regions[i], norm_layer=nn.LayerNorm, drop_path=rates[i][j],
                              layer_scale_init_value=layer_scale_init_value)
                 for j in range(depths[i])))
-            b += depths[i]
             prev = dim
         if pool not in ("mean", "max"):
             raise ValueError(f"`pool` must be 'mean' or 'max', got {pool!r}")
@@ -83,6 +90,11 @@ class PointCoC(nn.Module):
         self.norm = nn.LayerNorm(prev)
         self.head = nn.Linear(prev, num_classes)
         self.num_features = prev
+
+    @property
+    def in_channels(self) -> int:
+        """Deprecated name of :attr:`in_chans`."""
+        return self.in_chans
 
     def min_points(self) -> int:
         """The smallest cloud this model accepts (every reducer needs ``k`` points, every stage its regions)."""
@@ -105,7 +117,7 @@ class PointCoC(nn.Module):
 
     def prepare(self, pos: Tensor | Points, x: Tensor | None = None, batch: Tensor | None = None) -> Points:
         """Check the input once: dense ``pos [B, N, D]`` / flat ``[sum N, D]`` (+ ``x``, ``batch``) or a ``Points``."""
-        return prepare_points(pos, x, batch, self.in_channels, self.min_points(), self.pos_dim)
+        return prepare_points(pos, x, batch, self.in_chans, self.min_points(), self.pos_dim)
 
     def forward_features(self, points: Points) -> list[Points]:
         """The encoder: one ``Points`` per stage (its anchors, features ``[sum S_i, dims[i]]``), finest first.
@@ -136,23 +148,34 @@ class PointCoC(nn.Module):
         return self.forward_head(self.forward_features(self.prepare(pos, x, batch)))
 
 
+# name: hyper-parameters (each entry overrides PointCoC's defaults, which are pointcoc_tiny's)
+VARIANTS: dict[str, dict] = {
+    "pointcoc_nano": dict(embed_dim=16, dims=(32, 64), depths=(1, 1), reductions=(4, 4), num_neighbors=(8, 8),
+                          num_heads=(2, 2), head_dim=(8, 16), centers=(4, 2), regions=(4, 1), mlp_ratio=2.0),
+    "pointcoc_tiny": dict(),
+    "pointcoc_small": dict(embed_dim=64, dims=(128, 256, 512), depths=(2, 2, 2), num_heads=(4, 8, 8),
+                           head_dim=(32, 32, 64), centers=(4, 4, 4), regions=(16, 4, 1), mlp_ratio=2.0),
+}
+
+
+@renamed_arguments(_owner="PointCoC (create_model)", **RENAMED)
+def _create_point_coc(variant: str, **kwargs) -> PointCoC:
+    return PointCoC(**{**VARIANTS[variant], **kwargs})
+
+
 @register("point")
 def pointcoc_nano(**kwargs) -> PointCoC:
     """3D Context Cluster, nano: two small stages; for quick runs (the demo, tests) on a CPU."""
-    cfg = dict(embed_dim=16, dims=(32, 64), depths=(1, 1), reductions=(4, 4), neighbors=(8, 8), heads=(2, 2),
-               head_dim=(8, 16), centers=(4, 2), regions=(4, 1), mlp_ratio=2.0)
-    return PointCoC(**{**cfg, **kwargs})
+    return _create_point_coc("pointcoc_nano", **kwargs)
 
 
 @register("point")
 def pointcoc_tiny(**kwargs) -> PointCoC:
     """3D Context Cluster, tiny: 1024 points -> 256 -> 64 -> 16, one block per stage."""
-    return PointCoC(**kwargs)
+    return _create_point_coc("pointcoc_tiny", **kwargs)
 
 
 @register("point")
 def pointcoc_small(**kwargs) -> PointCoC:
     """3D Context Cluster, small: wider and deeper than tiny."""
-    cfg = dict(embed_dim=64, dims=(128, 256, 512), depths=(2, 2, 2), heads=(4, 8, 8), head_dim=(32, 32, 64),
-               centers=(4, 4, 4), regions=(16, 4, 1), mlp_ratio=2.0)
-    return PointCoC(**{**cfg, **kwargs})
+    return _create_point_coc("pointcoc_small", **kwargs)

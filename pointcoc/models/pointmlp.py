@@ -27,12 +27,15 @@ from torch import Tensor, nn
 from torch_geometric.nn import global_max_pool
 
 from pointcoc.blocks import ContextCluster
+from pointcoc.errors import renamed_arguments
 from pointcoc.models._common import FPS_STARTS, check_stage_lengths, input_features, prepare_points, sample_anchors
 from pointcoc.models.checkpoint import convert_layouts, register_checkpoint_filter, unwrap_state_dict
 from pointcoc.models.registry import register
 from pointcoc.ops import Points, knn_points
 
-__all__ = ["PointMLP", "pointmlp", "pointmlp_elite", "pointmlp_coc", "ACTIVATIONS"]
+__all__ = ["PointMLP", "VARIANTS", "pointmlp", "pointmlp_elite", "pointmlp_coc", "ACTIVATIONS"]
+
+ActLayer = str | type[nn.Module]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "gelu": nn.GELU, "rrelu": nn.RReLU, "selu": nn.SELU, "silu": nn.SiLU,
@@ -40,10 +43,13 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def _act(name: str) -> nn.Module:
-    if name.lower() not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name.lower()]()
+def _act(act_layer: str | type[nn.Module]) -> nn.Module:
+    """An activation from a name in :data:`ACTIVATIONS` or a module type."""
+    if not isinstance(act_layer, str):
+        return act_layer()
+    if act_layer.lower() not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act_layer!r}; choose from {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[act_layer.lower()]()
 
 
 class BatchNormLast(nn.BatchNorm1d):
@@ -56,9 +62,9 @@ class BatchNormLast(nn.BatchNorm1d):
 class LinearBNAct(nn.Module):
     """``Linear -> BatchNorm -> activation`` on ``[..., C]`` (upstream ``ConvBNReLU1D``)."""
 
-    def __init__(self, in_dim: int, out_dim: int, bias: bool, activation: str) -> None:
+    def __init__(self, in_dim: int, out_dim: int, bias: bool, act_layer: ActLayer) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, out_dim, bias=bias), BatchNormLast(out_dim), _act(activation))
+        self.net = nn.Sequential(nn.Linear(in_dim, out_dim, bias=bias), BatchNormLast(out_dim), _act(act_layer))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -67,12 +73,12 @@ class LinearBNAct(nn.Module):
 class ResidualMLP(nn.Module):
     """``act(BN(Linear(act(BN(Linear(x))))) + x)`` on ``[..., C]`` (upstream ``ConvBNReLURes1D``, groups=1)."""
 
-    def __init__(self, dim: int, res_expansion: float, bias: bool, activation: str) -> None:
+    def __init__(self, dim: int, res_expansion: float, bias: bool, act_layer: ActLayer) -> None:
         super().__init__()
         hidden = int(dim * res_expansion)
-        self.net1 = nn.Sequential(nn.Linear(dim, hidden, bias=bias), BatchNormLast(hidden), _act(activation))
+        self.net1 = nn.Sequential(nn.Linear(dim, hidden, bias=bias), BatchNormLast(hidden), _act(act_layer))
         self.net2 = nn.Sequential(nn.Linear(hidden, dim, bias=bias), BatchNormLast(dim))
-        self.act = _act(activation)
+        self.act = _act(act_layer)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.act(self.net2(self.net1(x)) + x)
@@ -149,16 +155,16 @@ class PreExtraction(nn.Module):
     Shapes: ``[sum S, k, d_in]`` -> ``[sum S, d_out]``.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, blocks: int, res_expansion: float, bias: bool, activation: str,
+    def __init__(self, in_dim: int, out_dim: int, blocks: int, res_expansion: float, bias: bool, act_layer: ActLayer,
                  cluster: bool) -> None:
         super().__init__()
-        self.transfer = LinearBNAct(in_dim, out_dim, bias, activation)
+        self.transfer = LinearBNAct(in_dim, out_dim, bias, act_layer)
         ops: list[nn.Module] = []
         for _ in range(blocks):
             if cluster:  # upstream: heads=1, head_dim=max(C // 4, 32), one centre (the group mean)
-                ops.append(ContextCluster(out_dim, out_dim, heads=1, head_dim=max(out_dim // 4, 32), centers=1,
+                ops.append(ContextCluster(out_dim, out_dim, num_heads=1, head_dim=max(out_dim // 4, 32), centers=1,
                                           regions=1))
-            ops.append(ResidualMLP(out_dim, res_expansion, bias, activation))
+            ops.append(ResidualMLP(out_dim, res_expansion, bias, act_layer))
         self.operation = nn.Sequential(*ops)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -168,15 +174,20 @@ class PreExtraction(nn.Module):
         return x.amax(dim=1)
 
 
-class PosExtraction(nn.Module):
-    """``blocks`` residual MLPs on ``[sum S, d]`` anchor features."""
+class PostExtraction(nn.Module):
+    """``blocks`` residual MLPs on ``[sum S, d]`` anchor features (PointMLP's Φ_pos, after the grouping)."""
 
-    def __init__(self, dim: int, blocks: int, res_expansion: float, bias: bool, activation: str) -> None:
+    def __init__(self, dim: int, blocks: int, res_expansion: float, bias: bool, act_layer: ActLayer) -> None:
         super().__init__()
-        self.operation = nn.Sequential(*(ResidualMLP(dim, res_expansion, bias, activation) for _ in range(blocks)))
+        self.operation = nn.Sequential(*(ResidualMLP(dim, res_expansion, bias, act_layer) for _ in range(blocks)))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.operation(x)
+
+
+#: deprecated argument names (upstream's; FutureWarning) and their replacements
+RENAMED = dict(in_channels="in_chans", activation="act_layer", pre_blocks="pre_depths", pos_blocks="post_depths",
+               k_neighbors="num_neighbors", reducers="reductions")
 
 
 class PointMLP(nn.Module):
@@ -187,50 +198,61 @@ class PointMLP(nn.Module):
         in_channels: extra per-point features besides xyz (0 as upstream).
         points: the cloud size upstream was designed for; anchors are taken relative to the
             actual size (``n // reduction`` per stage), which equals upstream's count at this size.
-        embed_dim, res_expansion, activation, bias, use_xyz, normalize, dim_expansion, pre_blocks,
+        embed_dim, res_expansion, act_layer, bias, use_xyz, normalize, dim_expansion, pre_blocks,
             pos_blocks, k_neighbors, reducers: as upstream ``Model``.
         cluster: add a single-centre context cluster before every pre-extraction residual MLP.
         fps_start: ``"first"`` (each cloud's index 0, as upstream's CUDA op: the default, for parity),
             ``"canonical"`` (the lexicographically smallest point: logits independent of the point order)
             or ``"random"`` (a random start in training, ``"first"`` in eval).
 
+    Deprecated aliases: ``in_channels``, ``activation``, ``pre_blocks``, ``pos_blocks``, ``k_neighbors``,
+    ``reducers``. The module names (``local_grouper_list``, ``pre_blocks_list``, ``pos_blocks_list``,
+    ``embedding``, ``classifier``) stay upstream's: they are the keys of its checkpoints.
+
     Shapes:
-        dense ``pos [B, N, 3]`` or flat ``pos [sum N, 3]`` with ``batch [sum N]``; optional
-        ``x [..., in_channels]``; logits ``[B, num_classes]``. Upstream's ``[B, 3, N]`` input is
+        dense ``pos [B, N, 3]`` or flat ``pos [sum N, 3]`` with ``batch [sum N]``, or a ``Points``; optional
+        ``x [..., in_chans]``; logits ``[B, num_classes]``. Upstream's ``[B, 3, N]`` input is
         ``pos.transpose(1, 2)``.
     """
 
-    def __init__(self, num_classes: int = 40, in_channels: int = 0, points: int = 1024, embed_dim: int = 64,
-                 res_expansion: float = 1.0, activation: str = "relu", bias: bool = False, use_xyz: bool = False,
+    @renamed_arguments(**RENAMED)
+    def __init__(self, num_classes: int = 40, in_chans: int = 0, points: int = 1024, embed_dim: int = 64,
+                 res_expansion: float = 1.0, act_layer: ActLayer = "relu", bias: bool = False, use_xyz: bool = False,
                  normalize: str | None = "anchor", dim_expansion: Sequence[int] = (2, 2, 2, 2),
-                 pre_blocks: Sequence[int] = (2, 2, 2, 2), pos_blocks: Sequence[int] = (2, 2, 2, 2),
-                 k_neighbors: Sequence[int] = (24, 24, 24, 24), reducers: Sequence[int] = (2, 2, 2, 2),
+                 pre_depths: Sequence[int] = (2, 2, 2, 2), post_depths: Sequence[int] = (2, 2, 2, 2),
+                 num_neighbors: Sequence[int] = (24, 24, 24, 24), reductions: Sequence[int] = (2, 2, 2, 2),
                  cluster: bool = False, fps_start: str = "first") -> None:
         super().__init__()
-        check_stage_lengths(dim_expansion=dim_expansion, pre_blocks=pre_blocks, pos_blocks=pos_blocks,
-                            k_neighbors=k_neighbors, reducers=reducers)
+        check_stage_lengths(dim_expansion=dim_expansion, pre_depths=pre_depths, post_depths=post_depths,
+                            num_neighbors=num_neighbors, reductions=reductions)
         if fps_start not in FPS_STARTS:
             raise ValueError(f"`fps_start` must be one of {FPS_STARTS}, got {fps_start!r}")
-        self.num_classes, self.in_channels, self.points = num_classes, in_channels, points
-        self.embedding = LinearBNAct(3 + in_channels, embed_dim, bias, activation)
+        _act(act_layer)  # an unknown activation fails here, naming the choices
+        self.num_classes, self.in_chans, self.points = num_classes, in_chans, points
+        self.embedding = LinearBNAct(3 + in_chans, embed_dim, bias, act_layer)
         self.local_grouper_list = nn.ModuleList()
         self.pre_blocks_list = nn.ModuleList()
         self.pos_blocks_list = nn.ModuleList()
         last = embed_dim
         for i, expansion in enumerate(dim_expansion):
             out = last * expansion
-            self.local_grouper_list.append(LocalGrouper(last, k_neighbors[i], reducers[i], use_xyz, normalize,
+            self.local_grouper_list.append(LocalGrouper(last, num_neighbors[i], reductions[i], use_xyz, normalize,
                                                         fps_start))
-            self.pre_blocks_list.append(PreExtraction(2 * last + (3 if use_xyz else 0), out, pre_blocks[i],
-                                                      res_expansion, bias, activation, cluster))
-            self.pos_blocks_list.append(PosExtraction(out, pos_blocks[i], res_expansion, bias, activation))
+            self.pre_blocks_list.append(PreExtraction(2 * last + (3 if use_xyz else 0), out, pre_depths[i],
+                                                      res_expansion, bias, act_layer, cluster))
+            self.pos_blocks_list.append(PostExtraction(out, post_depths[i], res_expansion, bias, act_layer))
             last = out
         self.num_features = last
         self.classifier = nn.Sequential(
-            nn.Linear(last, 512), nn.BatchNorm1d(512), _act(activation), nn.Dropout(0.5),
-            nn.Linear(512, 256), nn.BatchNorm1d(256), _act(activation), nn.Dropout(0.5),
+            nn.Linear(last, 512), nn.BatchNorm1d(512), _act(act_layer), nn.Dropout(0.5),
+            nn.Linear(512, 256), nn.BatchNorm1d(256), _act(act_layer), nn.Dropout(0.5),
             nn.Linear(256, num_classes),
         )
+
+    @property
+    def in_channels(self) -> int:
+        """Deprecated name of :attr:`in_chans`."""
+        return self.in_chans
 
     def min_points(self) -> int:
         """The smallest cloud this model accepts (every stage needs >= 1 anchor and ``k`` points)."""
@@ -248,7 +270,7 @@ class PointMLP(nn.Module):
 
     def prepare(self, pos: Tensor | Points, x: Tensor | None = None, batch: Tensor | None = None) -> Points:
         """Check the input once: dense ``pos [B, N, 3]`` / flat ``[sum N, 3]`` (+ ``x``, ``batch``) or a ``Points``."""
-        return prepare_points(pos, x, batch, self.in_channels, self.min_points())
+        return prepare_points(pos, x, batch, self.in_chans, self.min_points())
 
     def forward_features(self, points: Points) -> list[Points]:
         """The encoder: one ``Points`` per stage (its anchors, features ``[sum S_i, C_i]``), finest first."""
@@ -272,10 +294,6 @@ class PointMLP(nn.Module):
         return self.forward_head(self.forward_features(self.prepare(pos, x, batch)))
 
 
-_POINTMLP = dict(embed_dim=64, res_expansion=1.0, dim_expansion=(2, 2, 2, 2), pre_blocks=(2, 2, 2, 2),
-                 pos_blocks=(2, 2, 2, 2), k_neighbors=(24, 24, 24, 24), reducers=(2, 2, 2, 2))
-
-
 # Upstream's names that differ from pointcoc's (pattern, replacement): the context cluster's fc1 / fc_v / fc2
 # are the shared block's f / v / proj.
 _UPSTREAM_RENAMES = ((r"^(pre_blocks_list\.\d+\.operation\.\d+)\.fc1\.", r"\1.f."),
@@ -292,21 +310,35 @@ def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: nn.Module) -> dic
 register_checkpoint_filter(PointMLP, checkpoint_filter_fn)
 
 
+# name: hyper-parameters (upstream's pointMLP, pointMLPElite and pointMLP_CoC)
+_POINTMLP = dict(embed_dim=64, res_expansion=1.0, dim_expansion=(2, 2, 2, 2), pre_depths=(2, 2, 2, 2),
+                 post_depths=(2, 2, 2, 2), num_neighbors=(24, 24, 24, 24), reductions=(2, 2, 2, 2))
+VARIANTS: dict[str, dict] = {
+    "pointmlp": _POINTMLP,
+    "pointmlp_elite": dict(embed_dim=32, res_expansion=0.25, dim_expansion=(2, 2, 2, 1), pre_depths=(1, 1, 2, 1),
+                           post_depths=(1, 1, 2, 1), num_neighbors=(24, 24, 24, 24), reductions=(2, 2, 2, 2)),
+    "pointmlp_coc": {**_POINTMLP, "cluster": True},
+}
+
+
+@renamed_arguments(_owner="PointMLP (create_model)", **RENAMED)
+def _create_pointmlp(variant: str, **kwargs) -> PointMLP:
+    return PointMLP(**{**VARIANTS[variant], **kwargs})
+
+
 @register("point")
 def pointmlp(**kwargs) -> PointMLP:
     """PointMLP (upstream ``pointMLP``): 13.2M parameters with 40 classes."""
-    return PointMLP(**{**_POINTMLP, **kwargs})
+    return _create_pointmlp("pointmlp", **kwargs)
 
 
 @register("point")
 def pointmlp_elite(**kwargs) -> PointMLP:
     """PointMLP-elite (upstream ``pointMLPElite``): 0.72M parameters with 40 classes."""
-    cfg = dict(embed_dim=32, res_expansion=0.25, dim_expansion=(2, 2, 2, 1), pre_blocks=(1, 1, 2, 1),
-               pos_blocks=(1, 1, 2, 1), k_neighbors=(24, 24, 24, 24), reducers=(2, 2, 2, 2))
-    return PointMLP(**{**cfg, **kwargs})
+    return _create_pointmlp("pointmlp_elite", **kwargs)
 
 
 @register("point")
 def pointmlp_coc(**kwargs) -> PointMLP:
     """PointMLP-CoC (upstream ``pointMLP_CoC``): 15.3M parameters with 15 classes (ScanObjectNN)."""
-    return PointMLP(**{**_POINTMLP, "cluster": True, **kwargs})
+    return _create_pointmlp("pointmlp_coc", **kwargs)

@@ -59,8 +59,8 @@ def _coc_from_upstream(args: Mapping[str, Any], env: Mapping[str, Any] | None) -
     regions = [(fw, fh) if fw > 1 and fh > 1 else (1, 1)  # upstream folds only when both are > 1
                for fw, fh in zip(a["fold_w"], a["fold_h"])]
     return CoC(
-        depths=a["layers"], dims=a["embed_dims"], mlp_ratios=a["mlp_ratios"], heads=a["heads"],
-        head_dims=a["head_dim"], centers=list(zip(a["proposal_w"], a["proposal_h"])), regions=regions,
+        depths=a["layers"], dims=a["embed_dims"], mlp_ratios=a["mlp_ratios"], num_heads=a["heads"],
+        head_dim=a["head_dim"], centers=list(zip(a["proposal_w"], a["proposal_h"])), regions=regions,
         downsamples=a["downsamples"], num_classes=a["num_classes"], in_patch_size=a["in_patch_size"],
         in_stride=a["in_stride"], in_pad=a["in_pad"], down_patch_size=a["down_patch_size"],
         down_stride=a["down_stride"], down_pad=a["down_pad"], norm_layer=_lookup(_NORMS, a["norm_layer"], "norm"),
@@ -94,10 +94,10 @@ def _pointmlp_from_upstream(args: Mapping[str, Any], cluster: bool, fps_start: i
     if fps_start not in (None, 0):
         raise InputError(f"FPS start index {fps_start} is not supported; pointcoc starts at index 0 (or canonically)")
     return PointMLP(num_classes=a["class_num"], points=a["points"], embed_dim=a["embed_dim"],
-                    res_expansion=a["res_expansion"], activation=a["activation"], bias=a["bias"],
+                    res_expansion=a["res_expansion"], act_layer=a["activation"], bias=a["bias"],
                     use_xyz=a["use_xyz"], normalize=a["normalize"], dim_expansion=a["dim_expansion"],
-                    pre_blocks=a["pre_blocks"], pos_blocks=a["pos_blocks"], k_neighbors=a["k_neighbors"],
-                    reducers=a["reducers"], cluster=cluster)
+                    pre_depths=a["pre_blocks"], post_depths=a["pos_blocks"], num_neighbors=a["k_neighbors"],
+                    reductions=a["reducers"], cluster=cluster)
 
 
 def build_from_upstream_config(config: Mapping[str, Any]) -> nn.Module:

@@ -51,7 +51,7 @@ def test_drop_path_of_one_drops_everything_without_nan() -> None:
 
 
 def test_block_equals_its_definition() -> None:
-    blk = ClusterBlock(16, mlp_ratio=2, heads=2, head_dim=8, centers=(2, 2), regions=(2, 2),
+    blk = ClusterBlock(16, mlp_ratio=2, num_heads=2, head_dim=8, centers=(2, 2), regions=(2, 2),
                        layer_scale_init_value=0.5).eval()
     x = torch.randn(2, 8, 8, 16)
     y = x + blk.layer_scale_1 * blk.token_mixer(blk.norm1(x))
@@ -61,7 +61,7 @@ def test_block_equals_its_definition() -> None:
 
 @pytest.mark.parametrize("layer_scale", [1e-5, None])
 def test_block_layouts_and_backward(layer_scale) -> None:
-    blk = ClusterBlock(16, heads=2, head_dim=8, centers=(2, 2), regions=(2, 2), drop_path=0.1,
+    blk = ClusterBlock(16, num_heads=2, head_dim=8, centers=(2, 2), regions=(2, 2), drop_path=0.1,
                        layer_scale_init_value=layer_scale)
     assert hasattr(blk, "layer_scale_1") == (layer_scale is not None)
     img = torch.randn(2, 8, 8, 16, requires_grad=True)
@@ -74,7 +74,7 @@ def test_block_layouts_and_backward(layer_scale) -> None:
 
 
 def test_block_pyg_batch_cloud_by_cloud() -> None:
-    blk = ClusterBlock(16, heads=2, head_dim=8, centers=4, regions=2, layer_scale_init_value=1.0).eval()
+    blk = ClusterBlock(16, num_heads=2, head_dim=8, centers=4, regions=2, layer_scale_init_value=1.0).eval()
     clouds = [Data(x=torch.randn(n, 16), pos=torch.randn(n, 3)) for n in (40, 73, 55)]
     data = Batch.from_data_list(clouds)
     part = blk.partition(data.pos, data.batch)
@@ -84,12 +84,12 @@ def test_block_pyg_batch_cloud_by_cloud() -> None:
 
 
 def _stage(depth: int, **kwargs) -> ClusterStage:
-    cfg = dict(heads=2, head_dim=8, centers=4, regions=3, layer_scale_init_value=0.5) | kwargs
+    cfg = dict(num_heads=2, head_dim=8, centers=4, regions=3, layer_scale_init_value=0.5) | kwargs
     return ClusterStage([ClusterBlock(16, **cfg) for _ in range(depth)]).eval()
 
 
 def test_stage_keys_are_those_of_a_plain_module_list() -> None:
-    blocks = [ClusterBlock(16, heads=2, head_dim=8) for _ in range(3)]
+    blocks = [ClusterBlock(16, num_heads=2, head_dim=8) for _ in range(3)]
     assert list(ClusterStage(blocks).state_dict()) == list(nn.ModuleList(blocks).state_dict())
     assert isinstance(ClusterStage(blocks), nn.ModuleList)
 

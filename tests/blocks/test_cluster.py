@@ -40,7 +40,7 @@ def grads(module: torch.nn.Module, x: torch.Tensor, fn) -> tuple[torch.Tensor, l
     ],
 )
 def test_grid_matches_dense_reference(dim, heads, head_dim, hw, regions, centers, denominator) -> None:
-    mixer = make_mixer(dim, heads=heads, head_dim=head_dim, regions=regions, centers=centers,
+    mixer = make_mixer(dim, num_heads=heads, head_dim=head_dim, regions=regions, centers=centers,
                        denominator=denominator)
     x = torch.randn(2, *hw, dim, dtype=torch.float64)
     out, g = grads(mixer, x, mixer)
@@ -65,7 +65,7 @@ def test_grid_proposal_is_adaptive_avg_pool() -> None:
      (6, 1, None, "weights"), (4, 3, None, "count")],
 )
 def test_points_match_naive_reference(regions, centers, center_k, denominator) -> None:
-    mixer = make_mixer(12, heads=2, head_dim=6, regions=regions, centers=centers, center_k=center_k,
+    mixer = make_mixer(12, num_heads=2, head_dim=6, regions=regions, centers=centers, center_k=center_k,
                        denominator=denominator)
     sizes = [150, 97, 128]  # regions large enough that no two centres average the same neighbours
     xs = [torch.randn(n, 12, dtype=torch.float64) for n in sizes]
@@ -81,7 +81,7 @@ def test_points_match_naive_reference(regions, centers, center_k, denominator) -
 
 
 def test_one_instance_serves_images_and_points() -> None:
-    mixer = ContextCluster(32, heads=4, head_dim=8, centers=(2, 2), regions=(2, 2))
+    mixer = ContextCluster(32, num_heads=4, head_dim=8, centers=(2, 2), regions=(2, 2))
     img = mixer(torch.randn(2, 8, 8, 32))
     pts = mixer(torch.randn(2, 300, 32), torch.randn(2, 300, 3))
     assert img.shape == (2, 8, 8, 32) and pts.shape == (2, 300, 32)
@@ -92,7 +92,7 @@ def test_one_instance_serves_images_and_points() -> None:
 
 
 def test_point_path_is_permutation_equivariant() -> None:
-    mixer = ContextCluster(16, heads=2, head_dim=8, centers=4, regions=3)
+    mixer = ContextCluster(16, num_heads=2, head_dim=8, centers=4, regions=3)
     x, pos = torch.randn(2, 200, 16), torch.randn(2, 200, 3)
     perm = torch.randperm(200)
     out = mixer(x, pos)
@@ -103,7 +103,7 @@ def test_point_path_is_permutation_equivariant() -> None:
 
 
 def test_pyg_batch_cloud_by_cloud() -> None:
-    mixer = ContextCluster(16, heads=2, head_dim=8, centers=4, regions=2)
+    mixer = ContextCluster(16, num_heads=2, head_dim=8, centers=4, regions=2)
     clouds = [Data(x=torch.randn(n, 16), pos=torch.randn(n, 3)) for n in (33, 120, 57, 80)]
     data = Batch.from_data_list(clouds)
     out = mixer(data.x, data.pos, data.batch)
@@ -115,7 +115,7 @@ def test_pyg_batch_cloud_by_cloud() -> None:
 
 def test_single_centre_needs_no_positions() -> None:
     """The upstream point-cloud form: one centre per set, the set mean, no positions."""
-    mixer = make_mixer(8, heads=1, head_dim=8, centers=1, regions=1)
+    mixer = make_mixer(8, num_heads=1, head_dim=8, centers=1, regions=1)
     x = torch.randn(5, 24, 8, dtype=torch.float64)
     f, v = mixer.f(x), mixer.v(x)
     ref = mixer.proj(dense_cluster(f, v, f.mean(1, keepdim=True), v.mean(1, keepdim=True),
@@ -161,7 +161,7 @@ def test_cluster_mix_implementations_agree_with_the_dense_reference(denominator:
 
 @pytest.mark.parametrize("layout", ["grid", "points"])
 def test_gradcheck_module(layout: str) -> None:
-    mixer = make_mixer(6, heads=2, head_dim=3, centers=(2, 1), regions=(1, 2))
+    mixer = make_mixer(6, num_heads=2, head_dim=3, centers=(2, 1), regions=(1, 2))
     g = torch.Generator().manual_seed(7)
     if layout == "grid":
         x = torch.randn(1, 4, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
@@ -175,7 +175,7 @@ def test_gradcheck_module(layout: str) -> None:
 def test_no_dense_cluster_tensor_is_saved() -> None:
     """Backward keeps O(N * D) tensors: nothing the size of the [G, M, n, c] product is saved."""
     B, H, W, C, e, c, M = 2, 16, 16, 32, 2, 16, 16
-    mixer = ContextCluster(C, heads=e, head_dim=c, centers=(4, 4))
+    mixer = ContextCluster(C, num_heads=e, head_dim=c, centers=(4, 4))
     sizes: list[int] = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: sizes.append(t.numel()) or t, lambda t: t):
         mixer(torch.randn(B, H, W, C, requires_grad=True)).sum()
@@ -198,7 +198,7 @@ def test_no_dense_cluster_tensor_is_saved() -> None:
     ],
 )
 def test_errors(call, match: str) -> None:
-    mixer = ContextCluster(16, heads=2, head_dim=8, centers=(2, 2), regions=(2, 2))
+    mixer = ContextCluster(16, num_heads=2, head_dim=8, centers=(2, 2), regions=(2, 2))
     with pytest.raises(ValueError, match=match):
         call(mixer)
 
@@ -207,7 +207,7 @@ def test_recorded_assignments_on_points() -> None:
     """Recorded cluster ids are region * M + centre, per point in input order, for dense and flat input."""
     from pointcoc.blocks import record_assignments
 
-    mixer = ContextCluster(8, heads=2, head_dim=4, centers=3, regions=4)
+    mixer = ContextCluster(8, num_heads=2, head_dim=4, centers=3, regions=4)
     x, pos = torch.randn(2, 90, 8), torch.randn(2, 90, 3)
     with record_assignments(mixer) as records:
         mixer(x, pos)
@@ -230,7 +230,7 @@ def test_explicit_forms() -> None:
     """forward_grid / forward_points / forward_sets are what the compatibility forward dispatches to."""
     from pointcoc.ops import Points
 
-    mixer = ContextCluster(16, heads=2, head_dim=8, centers=(2, 2), regions=(2, 2)).eval()
+    mixer = ContextCluster(16, num_heads=2, head_dim=8, centers=(2, 2), regions=(2, 2)).eval()
     img = torch.randn(2, 4, 4, 16)
     assert torch.equal(mixer.forward_grid(img), mixer(img))
     x, pos = torch.randn(2, 50, 16), torch.randn(2, 50, 3)
@@ -238,7 +238,7 @@ def test_explicit_forms() -> None:
     out = mixer.forward_points(pts)
     assert isinstance(out, Points) and out.pos is pts.pos and out.x.shape == (100, 16)
     assert torch.equal(out.x.view(2, 50, 16), mixer(x, pos))
-    single = ContextCluster(16, heads=2, head_dim=8, centers=1, regions=1).eval()
+    single = ContextCluster(16, num_heads=2, head_dim=8, centers=1, regions=1).eval()
     assert torch.equal(single.forward_sets(x), single(x))
     torch.testing.assert_close(single.forward_points(pts).x.view(2, 50, 16), single(x), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="needs `pos`"):

@@ -167,7 +167,7 @@ def test_bad_checkpoints(tmp_path) -> None:
 
 
 def test_images_as_point_sets() -> None:
-    model = CoC(depths=(1, 1), dims=(16, 24), mlp_ratios=(2, 2), heads=(2, 2), head_dims=(8, 8),
+    model = CoC(depths=(1, 1), dims=(16, 24), mlp_ratios=(2, 2), num_heads=(2, 2), head_dim=(8, 8),
                 centers=((2, 2), (2, 1)), regions=((2, 2), (1, 1)), num_classes=5).eval()
     images = torch.randn(2, 3, 32, 40)
     rgb, pos, batch = image_to_points(images)

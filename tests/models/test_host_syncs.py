@@ -77,13 +77,13 @@ def test_pointmlp_forward_reads_only_the_input_check(name: str) -> None:
 
 def test_reads_do_not_grow_with_depth() -> None:
     """Blocks after the first in a stage reuse its partition: zero reads of their own."""
-    cfg = dict(num_classes=5, embed_dim=16, dims=(32, 64), reductions=(4, 4), neighbors=(8, 8), heads=(2, 2),
+    cfg = dict(num_classes=5, embed_dim=16, dims=(32, 64), reductions=(4, 4), num_neighbors=(8, 8), num_heads=(2, 2),
                head_dim=(8, 16), centers=(4, 2), regions=(4, 1))
     pos = torch.rand(2, 512, 3)
     shallow, deep = PointCoC(depths=(1, 1), **cfg).eval(), PointCoC(depths=(4, 3), **cfg).eval()
     assert reads_of(lambda: deep(pos)) == reads_of(lambda: shallow(pos))
-    one = ClusterStage([ClusterBlock(16, heads=2, head_dim=8, centers=4, regions=4)]).eval()
-    four = ClusterStage([ClusterBlock(16, heads=2, head_dim=8, centers=4, regions=4) for _ in range(4)]).eval()
+    one = ClusterStage([ClusterBlock(16, num_heads=2, head_dim=8, centers=4, regions=4)]).eval()
+    four = ClusterStage([ClusterBlock(16, num_heads=2, head_dim=8, centers=4, regions=4) for _ in range(4)]).eval()
     points = Points.from_dense(torch.rand(2, 300, 3), torch.randn(2, 300, 16))
     assert reads_of(lambda: four.forward_points(points.with_x(points.x))) == 0  # partition cached on the geometry
     fresh = [Points.from_dense(points.dense(points.pos), points.dense(points.x)) for _ in range(4)]

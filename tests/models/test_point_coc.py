@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def small_model(**kwargs) -> PointCoC:
     return PointCoC(num_classes=5, embed_dim=16, dims=(32, 64), depths=(1, 1), reductions=(4, 4),
-                    neighbors=(8, 8), heads=(2, 2), head_dim=(8, 16), centers=(4, 2), regions=(4, 1),
+                    num_neighbors=(8, 8), num_heads=(2, 2), head_dim=(8, 16), centers=(4, 2), regions=(4, 1),
                     **kwargs).eval()
 
 
@@ -40,7 +40,7 @@ def test_logits_are_invariant_to_point_order() -> None:
 
 
 def test_features_and_backward() -> None:
-    model = small_model(in_channels=3).train()
+    model = small_model(in_chans=3).train()
     pos, normals = torch.randn(2, 128, 3), torch.randn(2, 128, 3)
     logits = model(pos, normals)
     logits.sum().backward()
@@ -87,3 +87,34 @@ def test_forward_features_returns_every_stage(name: str) -> None:
     assert pooled.shape == (2, model.num_features)
     torch.testing.assert_close(logits, model(torch.cat(clouds), batch=flat.batch))
     torch.testing.assert_close(model.forward_head(pooled), logits)
+
+
+@pytest.mark.parametrize(
+    "build, old, new",
+    [
+        (lambda **kw: PointCoC(num_classes=3, **kw), {"in_channels": 3, "neighbors": (8, 8, 8), "heads": (1, 2, 2)},
+         {"in_chans": 3, "num_neighbors": (8, 8, 8), "num_heads": (1, 2, 2)}),
+        (lambda **kw: __import__("pointcoc").create_model("pointcoc_nano", **kw), {"in_channels": 2},
+         {"in_chans": 2}),
+        (lambda **kw: __import__("pointcoc").create_model("pointmlp_elite", **kw),
+         {"k_neighbors": (8,) * 4, "reducers": (2,) * 4, "pre_blocks": (1,) * 4, "pos_blocks": (1,) * 4,
+          "activation": "gelu", "in_channels": 1},
+         {"num_neighbors": (8,) * 4, "reductions": (2,) * 4, "pre_depths": (1,) * 4, "post_depths": (1,) * 4,
+          "act_layer": "gelu", "in_chans": 1}),
+        (lambda **kw: __import__("pointcoc").create_model("coc_tiny", **kw),
+         {"heads": (1, 1, 2, 2), "head_dims": (8,) * 4}, {"num_heads": (1, 1, 2, 2), "head_dim": (8,) * 4}),
+    ],
+)
+def test_deprecated_argument_names_still_work(build, old: dict, new: dict) -> None:
+    """The names before the timm vocabulary build the same model, with a FutureWarning naming the new one."""
+    torch.manual_seed(0)
+    with pytest.warns(FutureWarning) as caught:
+        a = build(**old)
+    torch.manual_seed(0)
+    b = build(**new)
+    messages = " ".join(str(w.message) for w in caught)
+    assert all(f"`{o}` is deprecated, use `{n}`" in messages for o, n in zip(old, new))
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    with pytest.raises(TypeError, match="got both"):
+        build(**old, **new)

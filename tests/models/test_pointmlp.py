@@ -79,8 +79,8 @@ def test_upstream_checkpoint_file(fixtures_dir, tmp_path) -> None:
 
 
 def small_pointmlp(**kwargs) -> PointMLP:
-    return PointMLP(num_classes=6, embed_dim=16, res_expansion=0.5, dim_expansion=(2, 2), pre_blocks=(1, 1),
-                    pos_blocks=(1, 1), k_neighbors=(8, 8), reducers=(2, 2), cluster=True, **kwargs).eval()
+    return PointMLP(num_classes=6, embed_dim=16, res_expansion=0.5, dim_expansion=(2, 2), pre_depths=(1, 1),
+                    post_depths=(1, 1), num_neighbors=(8, 8), reductions=(2, 2), cluster=True, **kwargs).eval()
 
 
 @pytest.mark.parametrize("fps_start", ["first", "canonical"])
@@ -132,7 +132,7 @@ def test_point_zoo_forward_backward_and_minimum(name: str) -> None:
 
 
 def test_point_zoo_invariance_and_features() -> None:
-    model = create_model("pointcoc_tiny", num_classes=4, in_channels=3).eval()
+    model = create_model("pointcoc_tiny", num_classes=4, in_chans=3).eval()
     pos, normals = torch.randn(2, 300, 3), torch.randn(2, 300, 3)
     perm = torch.randperm(300)
     with torch.no_grad():
