@@ -10,16 +10,30 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_pyg_example_runs() -> None:
-    text = README.read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    example = next(b for b in blocks if "TinyNet" in b)
+def run_example(marker: str) -> tuple[str, str]:
+    """Run the README's python block that contains ``marker``; return its code and what it printed."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    example = next(b for b in blocks if marker in b)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(example, "README.md", "exec"), {"__name__": "readme"})
-    assert out.getvalue().strip() == "torch.Size([2, 10])"
+    return example, out.getvalue()
+
+
+def test_pyg_example_runs() -> None:
+    assert run_example("TinyNet")[1].strip() == "torch.Size([2, 10])"
 
 
 def test_readme_names_the_commands() -> None:
     text = README.read_text()
     assert "make test" in text and "make demo" in text
+
+
+def test_points_example_runs_and_prints_what_it_says() -> None:
+    example, printed = run_example("Points.from_dense")
+    lines = printed.strip().splitlines()
+    assert lines[0] == "2 (700, 1100) [0, 700, 1800]"
+    assert lines[1] == "[(175, 275), (44, 69), (11, 18)]"
+    assert lines[2] == "torch.Size([2, 40]) torch.Size([2, 40])"
+    for line in re.findall(r"print\(.*?\)\s+# (.*)", example)[:2]:
+        assert line.split("  ")[0].strip() in printed
