@@ -289,54 +289,70 @@ def point_partition(points: Points | Tensor, batch: Tensor | None = None, num_re
     points = _as_points(points, batch)
     if center_k is not None and center_k < 1:
         raise ValueError(f"`center_k` must be >= 1, got {center_k}")
-    device, P, B = points.pos.device, points.num_points, points.num_clouds
-    pos, batch = points.pos.detach(), points.batch
-    order = canonical_order_flat(pos, batch)
-    pos_s, batch_s = pos[order], batch[order]
-    G = B * num_regions
-    if num_regions == 1:
-        region = batch_s
-        sizes = points.counts_on_device()
-        n = max(points.sizes)
-    else:
-        if min(points.sizes) < num_regions:
-            raise ValueError(
-                f"a cloud has {min(points.sizes)} points, fewer than the {num_regions} regions this block "
-                f"splits it into; use clouds of at least {num_regions} points or fewer regions"
-            )
-        anchors = fps_points(Points.trusted(pos_s, None, batch_s, points.sizes), [num_regions] * B)
-        anchor_pts = Points.trusted(pos_s[anchors], None, batch_s[anchors], [num_regions] * B)
-        region = knn_points(anchor_pts, pos_s, batch_s, 1)[:, 0]  # nearest anchor = global region id
-        sizes = torch.zeros(G, dtype=torch.long, device=device).index_add_(0, region, torch.ones_like(region))
-        n = int(sizes.max())  # the padded region size: the partition's one device-to-host sync
+    P, pos = points.num_points, points.pos.detach()
+    order, region, sizes, n = _assign_regions(points, num_regions)
     by_region = region.argsort(stable=True)  # regions contiguous, canonical order inside
     region_sorted = region[by_region]
-    start = torch.cumsum(sizes, 0) - sizes
-    slot = torch.arange(P, device=device) - start[region_sorted]
-    index = torch.zeros(G, n, dtype=torch.long, device=device)
-    mask = torch.zeros(G, n, dtype=torch.bool, device=device)
+    slot = torch.arange(P, device=pos.device) - (torch.cumsum(sizes, 0) - sizes)[region_sorted]
+    index = torch.zeros(sizes.numel(), n, dtype=torch.long, device=pos.device)
+    mask = torch.zeros(sizes.numel(), n, dtype=torch.bool, device=pos.device)
     members = order[by_region]
     index[region_sorted, slot] = members
     mask[region_sorted, slot] = True
-    inverse = torch.empty(P, dtype=torch.long, device=device)
+    inverse = torch.empty(P, dtype=torch.long, device=pos.device)
     inverse[members] = region_sorted * n + slot
     if num_centers == 1:
         proposal = (mask.to(pos.dtype) / sizes.clamp_min(1).to(pos.dtype)[:, None]).unsqueeze(1)
         return PointPartition(index, mask, proposal, (sizes > 0)[:, None], P, inverse)
-    pos_g = pos[index]  # [G, n, D]
+    proposal, center_mask = _propose_centers(pos[index], mask, sizes, n, num_centers, center_k)
+    return PointPartition(index, mask, proposal, center_mask, P, inverse)
+
+
+def _assign_regions(points: Points, num_regions: int) -> tuple[Tensor, Tensor, Tensor, int]:
+    """Every point's region, in canonical order.
+
+    Returns:
+        ``order [P]`` (the canonical permutation), ``region [P]`` (the global region id of
+        ``points[order]``, cloud-major), ``sizes [B * R]`` (points per region, on the device) and
+        ``n``, the largest region (read from the device only when ``num_regions > 1``).
+    """
+    pos, batch, B = points.pos.detach(), points.batch, points.num_clouds
+    order = canonical_order_flat(pos, batch)
+    pos_s, batch_s = pos[order], batch[order]
+    if num_regions == 1:
+        return order, batch_s, points.counts_on_device(), max(points.sizes)
+    if min(points.sizes) < num_regions:
+        raise ValueError(
+            f"a cloud has {min(points.sizes)} points, fewer than the {num_regions} regions this block "
+            f"splits it into; use clouds of at least {num_regions} points or fewer regions"
+        )
+    anchors = fps_points(Points.trusted(pos_s, None, batch_s, points.sizes), [num_regions] * B)
+    anchor_pts = Points.trusted(pos_s[anchors], None, batch_s[anchors], [num_regions] * B)
+    region = knn_points(anchor_pts, pos_s, batch_s, 1)[:, 0]  # nearest anchor = global region id
+    sizes = torch.zeros(B * num_regions, dtype=torch.long, device=pos.device)
+    sizes.index_add_(0, region, torch.ones_like(region))
+    return order, region, sizes, int(sizes.max())  # the padded region size: the partition's one sync
+
+
+def _propose_centers(pos_g: Tensor, mask: Tensor, sizes: Tensor, n: int, num_centers: int,
+                     center_k: int | None) -> tuple[Tensor, Tensor]:
+    """FPS anchors in every padded region ``pos_g [G, n, D]`` and the mean of each anchor's neighbours.
+
+    Returns:
+        ``proposal [G, M, n]`` averaging weights and ``center_mask [G, M]``.
+    """
     anchor, center_mask = fps_padded(pos_g, num_centers, mask)
-    anchor_pos = pos_g.gather(1, anchor.unsqueeze(-1).expand(-1, -1, pos.shape[1]))
+    anchor_pos = pos_g.gather(1, anchor.unsqueeze(-1).expand(-1, -1, pos_g.shape[2]))
     if center_k is None:
         k_region, k_max = (sizes // num_centers).clamp_min(1), max(n // num_centers, 1)
     else:
         k_region, k_max = sizes.clamp(max=center_k).clamp_min(1), max(min(n, center_k), 1)
     k_max = min(k_max, n)  # the largest k_region, known on the host
     nbr, valid = knn_padded(pos_g, anchor_pos, k_max, mask)  # [G, M, k]
-    valid = valid & (torch.arange(k_max, device=device) < k_region[:, None, None]) & center_mask[..., None]
-    proposal = torch.zeros(G, num_centers, n, dtype=pos.dtype, device=device)
-    proposal.scatter_(2, nbr, valid.to(pos.dtype))
-    proposal = proposal / proposal.sum(-1, keepdim=True).clamp_min(1.0)
-    return PointPartition(index, mask, proposal, center_mask, P, inverse)
+    valid = valid & (torch.arange(k_max, device=pos_g.device) < k_region[:, None, None]) & center_mask[..., None]
+    proposal = torch.zeros(*center_mask.shape, n, dtype=pos_g.dtype, device=pos_g.device)
+    proposal.scatter_(2, nbr, valid.to(pos_g.dtype))
+    return proposal / proposal.sum(-1, keepdim=True).clamp_min(1.0), center_mask
 
 
 class ContextCluster(nn.Module):
