@@ -65,6 +65,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -96,6 +97,22 @@ def measure(fn: Callable[[], object], device: torch.device, warmup: int, repeats
         sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def measure_interleaved(fns: dict[str, Callable[[], object]], device: torch.device, rounds: int,
+                        calls: int = 1) -> dict[str, float]:
+    """Median seconds per call of each of ``fns``, timed side by side: every round runs ``calls`` calls of
+    each in turn, so drifts of the machine (clocks, other load) reach them alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            sync(device)
+            times[name].append((time.perf_counter() - t0) / calls)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 # ----------------------------------------------------------------------------- peak memory
@@ -605,11 +622,10 @@ def build_upstream_pair(code: UpstreamCode, name: str, num_points: int) -> tuple
     The upstream model is built by its factory (:data:`UPSTREAM_MODELS`) with torch's default
     initialisation after ``torch.manual_seed(0)`` (image layer scales: :func:`_randomise_layer_scales`);
     pointcoc's is ``pointcoc.create_model(name, num_classes=...)`` loaded strictly with upstream's
-    ``state_dict()`` through :func:`pointcoc.models.upstream.load_upstream_state_dict`.
+    ``state_dict()`` through :func:`pointcoc.models.load_upstream_state_dict`.
     """
     import pointcoc
-    from pointcoc.models import model_kind
-    from pointcoc.models.upstream import load_upstream_state_dict
+    from pointcoc.models import load_upstream_state_dict, model_kind
 
     spec = UPSTREAM_MODELS[name]
     torch.manual_seed(0)
@@ -620,6 +636,11 @@ def build_upstream_pair(code: UpstreamCode, name: str, num_points: int) -> tuple
     ours = pointcoc.create_model(name, num_classes=spec.num_classes)
     load_upstream_state_dict(ours, upstream.state_dict(), source=f"upstream {spec.factory} ({spec.file})")
     return upstream, ours
+
+
+def build_upstream_pairs(code: UpstreamCode, args: argparse.Namespace) -> dict[str, tuple[nn.Module, nn.Module]]:
+    """:func:`build_upstream_pair` for every model of ``--upstream-models``."""
+    return {name: build_upstream_pair(code, name, args.num_points) for name in args.upstream_models}
 
 
 def forward_difference(upstream: nn.Module, ours: nn.Module, x_upstream: Tensor, x_ours: Tensor
@@ -660,9 +681,9 @@ def bench_upstream(args: argparse.Namespace, device: torch.device) -> list[dict]
         return []
     batch = args.upstream_batch_size or args.batch_size
     rows = []
+    pairs = getattr(args, "upstream_pairs", None) or build_upstream_pairs(code, args)  # main built them first
     for name in args.upstream_models:
-        pairs = getattr(args, "upstream_pairs", {})  # built (and checked) before the first section ran
-        upstream, ours = pairs.pop(name) if name in pairs else build_upstream_pair(code, name, args.num_points)
+        upstream, ours = pairs.pop(name)
         upstream, ours = upstream.to(device), ours.to(device)
         x = _model_inputs(name, batch, args.img_size, args.num_points, device)
         # Upstream's point models take [B, 3, N]; its image models take the same NCHW images.
@@ -673,15 +694,7 @@ def bench_upstream(args: argparse.Namespace, device: torch.device) -> list[dict]
         steps = {"upstream": make_train_step(upstream, x_upstream), "pointcoc": make_train_step(ours, x)}
         for step in steps.values():  # warm-up
             step()
-        sync(device)
-        times: dict[str, list[float]] = {impl: [] for impl in steps}
-        for _ in range(args.repeats):
-            for impl, step in steps.items():
-                t0 = time.perf_counter()
-                step()
-                sync(device)
-                times[impl].append(time.perf_counter() - t0)
-        median = {impl: statistics.median(ts) for impl, ts in times.items()}
+        median = measure_interleaved(steps, device, args.repeats)
         what = f"{args.img_size} px" if model_kind(name) == "image" else f"{args.num_points} points"
         rows.append({"section": "upstream", "case": name, "input": what,
                      "classes": UPSTREAM_MODELS[name].num_classes, "batch": batch,
@@ -697,10 +710,33 @@ def bench_upstream(args: argparse.Namespace, device: torch.device) -> list[dict]
     return rows
 
 
+def jpeg_decode_ms(rounds: int = 5, decodes: int = 200) -> dict[str, float]:
+    """Milliseconds per decode of one photo-like 512x600 JPEG: Pillow alone against ``load_image`` (strict
+    libjpeg-turbo), interleaved round by round in this process; the median round of each."""
+    from PIL import Image
+
+    from pointcoc.data.images import load_image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:512, :600] * 0.45
+    pixels = np.clip(np.stack([xx, yy, (xx + yy) / 2], -1) + rng.normal(0, 10, (512, 600, 3)), 0, 255)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "photo.jpg"
+        Image.fromarray(pixels.astype(np.uint8)).save(path, "JPEG", quality=90)
+
+        def pillow() -> Image.Image:
+            with Image.open(path) as im:
+                return im.convert("RGB")
+
+        decoders = {"jpeg 512x600 ms, Pillow": pillow, "jpeg 512x600 ms, load_image (strict)": lambda: load_image(path)}
+        seconds = measure_interleaved(decoders, torch.device("cpu"), rounds, decodes)
+    return {name: 1e3 * s for name, s in seconds.items()}
+
+
 def bench_data(args: argparse.Namespace, device: torch.device) -> list[dict]:
     from pointcoc.data import load_time_benchmark
 
-    res = load_time_benchmark(num_clouds=args.data_clouds)
+    res = {**load_time_benchmark(num_clouds=args.data_clouds), **jpeg_decode_ms()}
     return [{"section": "data", "case": f"{k}", "value": v} for k, v in res.items()]
 
 
@@ -850,14 +886,18 @@ def main() -> None:
         if args.upstream_cc is not None:  # before any timing: a bad checkout fails now, not after an hour of sections
             args.upstream_code = load_upstream(args.upstream_cc)
         try:
-            if args.upstream_code is not None and ("all" in args.section or "upstream" in args.section):
+            if args.upstream_code is not None and "upstream" in chosen_sections(args):
                 # weights that do not fit, too few points: fail before timing; the section then uses these pairs
-                args.upstream_pairs = {name: build_upstream_pair(args.upstream_code, name, args.num_points)
-                                       for name in args.upstream_models}
+                args.upstream_pairs = build_upstream_pairs(args.upstream_code, args)
             _run(args)
         finally:
             if args.upstream_code is not None:
                 args.upstream_code.close()
+
+
+def chosen_sections(args: argparse.Namespace) -> list[str]:
+    """The sections ``--section`` asks for, in run order."""
+    return list(SECTIONS) if "all" in args.section else list(args.section)
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -867,7 +907,7 @@ def _run(args: argparse.Namespace) -> None:
 
         args.models = pointcoc.list_models()
     device = torch.device(args.device)
-    chosen = list(SECTIONS) if "all" in args.section else args.section
+    chosen = chosen_sections(args)
     log.info("device %s, torch %s, %d threads", device, torch.__version__, torch.get_num_threads())
     rows: list[dict] = []
     report = [f"device {device} ({'CUDA' if device.type == 'cuda' else 'CPU'} figures), torch {torch.__version__}, "

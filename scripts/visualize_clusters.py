@@ -42,6 +42,7 @@ from pointcoc.models import (
     load_upstream_state_dict,
     model_kind,
     read_checkpoint,
+    training_config,
     unwrap_state_dict,
 )
 from pointcoc.ops import fps
@@ -121,7 +122,7 @@ def build_model(cfg: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     if cfg.get("num_classes") is not None and cfg["num_classes"] < 1:
         raise InputError(f"--num-classes must be >= 1, got {cfg['num_classes']}")
     ckpt = read_checkpoint(cfg["checkpoint"]) if cfg.get("checkpoint") else None
-    train_cfg = ckpt.get("config") if isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict) else {}
+    train_cfg = training_config(ckpt)
     if train_cfg.get("model") not in (None, name):
         raise InputError(f"--checkpoint {cfg['checkpoint']!r} was trained as {train_cfg['model']!r}; "
                          f"pass --model {train_cfg['model']}")

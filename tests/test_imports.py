@@ -33,6 +33,8 @@ def _imports(path: Path) -> set[str]:
     """Every pointcoc module that ``path`` imports, at module level or inside functions."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level:  # the checks below read absolute names only
+            raise AssertionError(f"{path}:{node.lineno}: relative import; pointcoc imports itself by absolute name")
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.startswith("pointcoc")}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pointcoc"):

@@ -35,7 +35,9 @@ def test_benchmark_runs(tmp_path) -> None:
         assert section in report
     assert "--cpu-allocator reuse" in report.splitlines()[0]  # the timings' allocator setting is reported
     rows = (out / "benchmark.csv").read_text().splitlines()
-    assert rows[0].startswith("section,case") and len(rows) == 1 + 1 + 4 + 3 + 1 + 4
+    assert rows[0].startswith("section,case") and len(rows) == 1 + 1 + 4 + 3 + 1 + 4 + 2
+    jpeg = [r for r in rows if r.startswith('data,"jpeg 512x600 ms')]
+    assert len(jpeg) == 2 and all(float(r.rsplit(",", 1)[1]) > 0 for r in jpeg)  # Pillow and load_image, timed
     assert (out / "benchmark.png").stat().st_size > 10_000
 
 

@@ -89,9 +89,8 @@ class ClusterBlock(nn.Module):
         """The compatibility form (layout from the rank of ``x``, as :meth:`ContextCluster.forward`)."""
         if x.dim() == 4:
             return self.forward_grid(x)
-        mixer = self.token_mixer
-        if x.dim() == 3 and partition is None and (pos is None or mixer.num_centers == mixer.num_regions == 1):
-            return self._residuals(x, mixer.forward_sets(self.norm1(x)), None)  # one centre per set
+        if self.token_mixer.takes_sets(x, pos, partition):
+            return self._residuals(x, self.token_mixer.forward_sets(self.norm1(x)), None)  # one centre per set
         points = compat_points(x, pos, batch)
         return compat_output(points, self.forward_points(points, partition).x)
 
@@ -108,9 +107,6 @@ class ClusterStage(nn.ModuleList):
     Forms: :meth:`forward_grid` (``[B, H, W, C]``), :meth:`forward_points` (``Points``) and
     ``forward(x, pos=None, batch=None)`` (compatibility: dense ``[B, N, C]`` or flat ``[sum N, C]``).
     """
-
-    def __init__(self, blocks: Iterable[ClusterBlock] = ()) -> None:
-        super().__init__(blocks)
 
     def forward_grid(self, x: Tensor) -> Tensor:
         """Image map ``[B, H, W, C]`` through every block."""

@@ -32,8 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pointcoc.errors import renamed_arguments
-from pointcoc.ops import Points, canonical_order_flat, fps_padded, fps_points, knn_padded, knn_points
-from pointcoc.ops._checks import check_pos
+from pointcoc.ops import Points, canonical_points, fps_padded, fps_points, knn_padded, knn_points
 
 __all__ = ["cluster_mix", "grid_proposal", "PointPartition", "point_partition", "ContextCluster", "pair",
            "ClusterAssignment", "record_assignments", "compat_points", "compat_output"]
@@ -224,7 +223,6 @@ def _as_points(pos: Points | Tensor, batch: Tensor | None) -> Points:
         if batch is not None:
             raise ValueError("give either a Points or (pos, batch), not a Points and a `batch`")
         return pos
-    check_pos("pos", pos, (2,))
     return Points(pos, batch=batch)
 
 
@@ -260,6 +258,7 @@ def compat_output(points: Points, out: Tensor) -> Tensor:
     return points.dense(out) if points.from_dense_batch else out
 
 
+@torch.no_grad()
 def point_partition(points: Points | Tensor, batch: Tensor | None = None, num_regions: int = 1,
                     num_centers: int = 1, center_k: int | None = None) -> PointPartition:
     """Split point sets into regions and propose centres in each (no gradients involved).
@@ -289,7 +288,7 @@ def point_partition(points: Points | Tensor, batch: Tensor | None = None, num_re
     points = _as_points(points, batch)
     if center_k is not None and center_k < 1:
         raise ValueError(f"`center_k` must be >= 1, got {center_k}")
-    P, pos = points.num_points, points.pos.detach()
+    P, pos = points.num_points, points.pos
     order, region, sizes, n = _assign_regions(points, num_regions)
     by_region = region.argsort(stable=True)  # regions contiguous, canonical order inside
     region_sorted = region[by_region]
@@ -316,9 +315,8 @@ def _assign_regions(points: Points, num_regions: int) -> tuple[Tensor, Tensor, T
         ``points[order]``, cloud-major), ``sizes [B * R]`` (points per region, on the device) and
         ``n``, the largest region (read from the device only when ``num_regions > 1``).
     """
-    pos, batch, B = points.pos.detach(), points.batch, points.num_clouds
-    order = canonical_order_flat(pos, batch)
-    pos_s, batch_s = pos[order], batch[order]
+    order, ordered = canonical_points(points.with_x(None))
+    pos_s, batch_s, B = ordered.pos, ordered.batch, points.num_clouds
     if num_regions == 1:
         return order, batch_s, points.counts_on_device(), max(points.sizes)
     if min(points.sizes) < num_regions:
@@ -326,10 +324,10 @@ def _assign_regions(points: Points, num_regions: int) -> tuple[Tensor, Tensor, T
             f"a cloud has {min(points.sizes)} points, fewer than the {num_regions} regions this block "
             f"splits it into; use clouds of at least {num_regions} points or fewer regions"
         )
-    anchors = fps_points(Points.trusted(pos_s, None, batch_s, points.sizes), [num_regions] * B)
+    anchors = fps_points(ordered, [num_regions] * B)
     anchor_pts = Points.trusted(pos_s[anchors], None, batch_s[anchors], [num_regions] * B)
     region = knn_points(anchor_pts, pos_s, batch_s, 1)[:, 0]  # nearest anchor = global region id
-    sizes = torch.zeros(B * num_regions, dtype=torch.long, device=pos.device)
+    sizes = torch.zeros(B * num_regions, dtype=torch.long, device=pos_s.device)
     sizes.index_add_(0, region, torch.ones_like(region))
     return order, region, sizes, int(sizes.max())  # the padded region size: the partition's one sync
 
@@ -451,6 +449,12 @@ class ContextCluster(nn.Module):
                 points, None, self.num_regions, self.num_centers, self.center_k))
         return point_partition(points, batch, self.num_regions, self.num_centers, self.center_k)
 
+    def takes_sets(self, x: Tensor, pos: Tensor | None, partition: PointPartition | None) -> bool:
+        """Whether the compatibility form treats ``x [B, N, C]`` as sets around their means (:meth:`forward_sets`):
+        no partition, and no positions or one centre per set."""
+        one_centre = self.num_centers == self.num_regions == 1
+        return x.dim() == 3 and partition is None and (pos is None or one_centre)
+
     def _check_channels(self, x: Tensor) -> None:
         if x.shape[-1] != self.dim:
             raise ValueError(f"ContextCluster(dim={self.dim}) got x with {x.shape[-1]} channels, shape "
@@ -463,10 +467,9 @@ class ContextCluster(nn.Module):
         self._check_channels(x)
         if x.dim() == 4:
             return self.forward_grid(x)
-        one_centre = self.num_centers == self.num_regions == 1
-        if x.dim() == 3 and partition is None and (pos is None or one_centre):
+        if self.takes_sets(x, pos, partition):
             return self.forward_sets(x)  # one centre per set: the set mean, positions unused
-        if pos is None and (partition is not None or one_centre):
+        if pos is None and (partition is not None or self.num_centers == self.num_regions == 1):
             pos = x.new_zeros(*x.shape[:-1], 1)  # positions are not used with a given partition or one centre
         points = compat_points(x, pos, batch)
         return compat_output(points, self.forward_points(points, partition).x)

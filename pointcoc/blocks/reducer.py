@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from pointcoc.blocks.cluster import compat_points, pair
 from pointcoc.errors import renamed_arguments
-from pointcoc.ops import Points, canonical_order_flat, fps_points, knn_points
+from pointcoc.ops import Points, canonical_points, fps_points, knn_points
+from pointcoc.ops._checks import check_k
 
 __all__ = ["PointReducer"]
 
@@ -142,8 +143,7 @@ class PointReducer(nn.Module):
         self._check_pos_dim(points.pos)
         if anchors is None:
             # canonical order first: anchors and neighbour ties do not depend on the input order
-            order = canonical_order_flat(points.pos, points.batch)
-            source = Points.trusted(points.pos[order], x[order], points.batch[order], points.sizes)
+            _, source = canonical_points(points)
             samples = [-(-n // self.reduction) for n in points.sizes]
             idx = fps_points(source, samples, random_start=self.random_start and self.training)
             anchors = Points.trusted(source.pos[idx], None, source.batch[idx], samples)
@@ -152,10 +152,7 @@ class PointReducer(nn.Module):
                 raise ValueError(f"`anchors` ({anchors}) must cover the same clouds, in the same dimension, as "
                                  f"`points` ({points})")
             source = points
-        if self.num_neighbors > min(source.sizes):
-            b = source.sizes.index(min(source.sizes))
-            raise ValueError(f"`k`={self.num_neighbors} is larger than the cloud: cloud {b} of `pos` has only "
-                             f"{source.sizes[b]} points; use k <= {source.sizes[b]}")
+        check_k(self.num_neighbors, source.sizes, "pos")
         nbr = knn_points(source, anchors.pos, anchors.batch, self.num_neighbors)  # [sum S, k]
         return anchors.with_x(self._aggregate(source.x, source.pos, nbr, anchors.pos))
 

@@ -6,18 +6,19 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-__all__ = ["save_atomic", "copy_atomic", "rng_state", "set_rng_state"]
+__all__ = ["save_atomic", "copy_atomic", "write_text_atomic", "stale_temporaries", "rng_state", "set_rng_state"]
 
 
 def _write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """``write`` into a temporary file beside ``path`` (flushed to disk), then rename it over ``path``."""
+    """``write`` into a temporary file beside ``path`` (``.<name>.<random>.tmp``, flushed to disk), then rename
+    it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -39,6 +40,16 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     A crash mid-write leaves the previous file intact.
     """
     _write_atomic(path, lambda fh: torch.save(obj, fh))
+
+
+def write_text_atomic(text: str, path: str | Path) -> None:
+    """Write ``text`` (UTF-8) to ``path`` the same crash-safe way."""
+    _write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def stale_temporaries(folder: Path, names: Iterable[str]) -> list[Path]:
+    """The temporary files that writes of ``folder/<name>`` killed mid-way left (``.<name>.<random>.tmp``)."""
+    return [f for name in names for f in folder.glob(f".{name}.*.tmp")]
 
 
 def copy_atomic(src: str | Path, dst: str | Path) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from pointcoc.engine.checkpoint import write_text_atomic
+
 __all__ = ["parse_config", "save_config", "positive_int", "nonnegative_int", "positive_float", "nonnegative_float",
            "fraction"]
 
@@ -84,4 +86,4 @@ def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
 
 def save_config(config: dict[str, Any], path: str | Path) -> None:
     """Write the resolved config as YAML (loadable again with ``--config``)."""
-    Path(path).write_text(yaml.safe_dump(config, sort_keys=True))
+    write_text_atomic(yaml.safe_dump(config, sort_keys=True), path)

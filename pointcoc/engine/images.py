@@ -102,6 +102,8 @@ class ImageTask(Task):
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
+        # Only skipping empties a batch: training batches are full (drop_last) and even when Mixup pairs them.
+        self.steps_may_be_empty = cfg.get("bad_images") == "skip"
         self.mixup: Mixup | None = None
         self.loss_fn: nn.Module = nn.CrossEntropyLoss()
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
 from pathlib import Path
 from typing import Any
+
+from pointcoc.engine.checkpoint import write_text_atomic
 
 __all__ = ["RunLogger"]
 
@@ -53,12 +56,11 @@ class RunLogger:
         """Append ``row`` (must hold ``epoch``; scalar values) and rewrite the CSV."""
         self.rows.append(row)
         keys = list(dict.fromkeys(k for r in self.rows for k in r))
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        tmp.replace(self.csv_path)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text_atomic(text.getvalue(), self.csv_path)
         if self.writer is not None:
             for k, v in row.items():
                 if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v):
@@ -99,5 +101,5 @@ class RunLogger:
     def write_summary(self, summary: dict[str, Any]) -> Path:
         """``<dir>/summary.json``."""
         path = self.dir / "summary.json"
-        path.write_text(json.dumps(summary, indent=2, sort_keys=True))
+        write_text_atomic(json.dumps(summary, indent=2, sort_keys=True), path)
         return path

@@ -30,14 +30,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from pointcoc.engine.checkpoint import copy_atomic, rng_state, save_atomic, set_rng_state
+from pointcoc.engine.checkpoint import copy_atomic, rng_state, save_atomic, set_rng_state, stale_temporaries
 from pointcoc.engine.config import save_config
 from pointcoc.engine.distributed import DistInfo, all_reduce_sum, cleanup_distributed, init_distributed
 from pointcoc.engine.logger import RunLogger
 from pointcoc.engine.metrics import ClassificationMeter
 from pointcoc.engine.runtime import trim_freed_memory
 from pointcoc.errors import InputError
-from pointcoc.models import load_state_dict_strictly, read_checkpoint
+from pointcoc.models import load_state_dict_strictly, read_checkpoint, training_config
 
 __all__ = ["Task", "DataBundle", "fit", "evaluate", "ShardSampler", "RUN_FILES", "autocast_context", "make_loader",
            "read_resume_checkpoint", "remove_stale_temporaries"]
@@ -66,6 +66,8 @@ class Task(ABC):
     topk: tuple[int, ...] = (1,)
     #: the loaders may skip damaged samples; their counts go to ``train_skipped`` / ``val_skipped``
     counts_skipped: bool = False
+    #: a training batch may come out empty (every sample skipped), so DDP ranks must agree on each step
+    steps_may_be_empty: bool = False
 
     @abstractmethod
     def build_data(self, cfg: dict[str, Any], dist: DistInfo) -> DataBundle: ...
@@ -194,7 +196,7 @@ def train_one_epoch(task: Task, model: nn.Module, loader: DataLoader, optimizer:
         batch, skipped = task.unpack(batch)
         meter.skip(skipped)
         empty = batch is None  # nothing left: every sample was damaged (or Mixup's evening dropped the last one)
-        if dist.distributed and task.counts_skipped:  # DDP steps in lockstep: a step is skipped on every rank or none
+        if dist.distributed and task.steps_may_be_empty:  # DDP in lockstep: a step is skipped on every rank or none
             empty = bool(all_reduce_sum(torch.tensor([float(empty)])).item())
             if empty and dist.is_main:
                 log.warning("epoch %d: skipped a training step on every rank: a rank's batch held only damaged "
@@ -292,7 +294,7 @@ def read_resume_checkpoint(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     if missing:
         raise InputError(f"--resume {path}: not a pointcoc training checkpoint (it lacks {', '.join(missing)}); "
                          "--resume continues a run of the training scripts from its last.pt or best.pt")
-    saved = ckpt["config"].get("model") if isinstance(ckpt.get("config"), dict) else None
+    saved = training_config(ckpt).get("model")
     if saved is not None and saved != cfg["model"]:
         raise InputError(f"--resume {path}: the checkpoint is a run of model {saved}, but this run builds "
                          f"{cfg['model']}; pass --model {saved} to continue it, or start a new run in another "
@@ -324,7 +326,7 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     (:func:`~pointcoc.engine.checkpoint.save_atomic`); a process killed during a write leaves
     the temporary file. Returns the removed paths.
     """
-    removed = [f for name in RUN_FILES for f in out.glob(f".{name}.*.tmp")] + list(out.glob("metrics.csv.tmp"))
+    removed = stale_temporaries(out, RUN_FILES)
     for f in removed:
         f.unlink(missing_ok=True)
     if removed:

@@ -9,6 +9,7 @@ from pointcoc.models.checkpoint import (
     load_state_dict_strictly,
     load_upstream_state_dict,
     read_checkpoint,
+    training_config,
     unwrap_state_dict,
 )
 from pointcoc.models.coc import CoC, image_to_points, pixel_features
@@ -32,5 +33,6 @@ __all__ = [
     "load_state_dict_strictly",
     "load_checkpoint",
     "read_checkpoint",
+    "training_config",
     "unwrap_state_dict",
 ]

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from pointcoc.errors import InputError
-from pointcoc.ops import Points, canonical_order_flat, fps_points
+from pointcoc.ops import Points, canonical_points, fps_points
 from pointcoc.ops._checks import check_pos
 
 __all__ = ["drop_path_rates", "prepare_points", "input_features", "sample_anchors", "FPS_STARTS", "check_stage_lengths"]
@@ -93,7 +93,6 @@ def sample_anchors(points: Points, num_samples: list[int], start: str, training:
     smallest point (independent of the input order); ``"random"`` - random in training, first in eval.
     """
     if start == "canonical":
-        order = canonical_order_flat(points.pos, points.batch)
-        sorted_points = Points.trusted(points.pos[order], None, points.batch[order], points.sizes)
-        return order[fps_points(sorted_points, num_samples)]
+        order, ordered = canonical_points(points.with_x(None))
+        return order[fps_points(ordered, num_samples)]
     return fps_points(points, num_samples, random_start=start == "random" and training)

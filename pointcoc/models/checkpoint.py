@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from pointcoc.errors import InputError, strip_ansi
 
-__all__ = ["read_checkpoint", "unwrap_state_dict", "convert_layouts", "register_checkpoint_filter",
+__all__ = ["read_checkpoint", "training_config", "unwrap_state_dict", "convert_layouts", "register_checkpoint_filter",
            "checkpoint_filter_fn", "load_upstream_state_dict", "load_state_dict_strictly", "load_checkpoint"]
 
 _WRAPPERS = ("state_dict", "model", "net", "state_dict_ema", "model_ema")
@@ -62,6 +62,12 @@ def _checkpoint_format(path: Path) -> str:
         return "pickle"
     raise InputError(f"checkpoint {str(path)!r} is not a PyTorch checkpoint: it starts with bytes {head!r}, "
                      "neither a torch.save zip archive nor a pickle; check the path")
+
+
+def training_config(ckpt: Any) -> dict[str, Any]:
+    """The run configuration a pointcoc training checkpoint carries (``ckpt["config"]``); ``{}`` for other files."""
+    cfg = ckpt.get("config") if isinstance(ckpt, dict) else None
+    return cfg if isinstance(cfg, dict) else {}
 
 
 def read_checkpoint(path: str | Path) -> Any:

@@ -20,7 +20,6 @@ from pointcoc.errors import InputError
 from pointcoc.models.checkpoint import (
     checkpoint_filter_fn,
     load_checkpoint,
-    load_state_dict_strictly,
     load_upstream_state_dict,
     read_checkpoint,
     unwrap_state_dict,
@@ -28,8 +27,9 @@ from pointcoc.models.checkpoint import (
 from pointcoc.models.coc import CoC
 from pointcoc.models.pointmlp import ACTIVATIONS, PointMLP
 
-__all__ = ["build_from_upstream_config", "load_upstream_state_dict", "load_state_dict_strictly", "load_checkpoint",
-           "read_checkpoint", "unwrap_state_dict", "checkpoint_filter_fn"]
+# build_from_upstream_config is this module's own; the rest is re-exported for code that imported it from here.
+__all__ = ["build_from_upstream_config", "load_upstream_state_dict", "load_checkpoint", "read_checkpoint",
+           "unwrap_state_dict", "checkpoint_filter_fn"]
 
 log = logging.getLogger(__name__)
 

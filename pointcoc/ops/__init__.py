@@ -15,6 +15,7 @@ from pointcoc.ops.points import Points
 from pointcoc.ops.sampling import (
     canonical_order,
     canonical_order_flat,
+    canonical_points,
     fps,
     fps_points,
     gather,
@@ -23,4 +24,4 @@ from pointcoc.ops.sampling import (
 )
 
 __all__ = ["Points", "fps", "knn", "gather", "canonical_order", "fps_padded", "knn_padded", "fps_points",
-           "knn_points", "canonical_order_flat"]
+           "knn_points", "canonical_order_flat", "canonical_points"]

@@ -7,6 +7,8 @@ compiled kernel.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -65,6 +67,19 @@ def check_batch(name: str, batch: Tensor | None, num: int, pos_name: str) -> Ten
             "(empty cloud)"
         )
     return counts
+
+
+def check_k(k: int, sizes: Sequence[int], pos_name: str) -> None:
+    """``k`` must be a positive int no larger than the smallest cloud (``sizes``: points per cloud)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"`k` must be a positive int, got {k!r}")
+    smallest = min(sizes)
+    if k > smallest:
+        b = list(sizes).index(smallest)
+        raise ValueError(
+            f"`k`={k} is larger than the cloud: cloud {b} of `{pos_name}` has only {smallest} points; "
+            f"use k <= {smallest}"
+        )
 
 
 def check_same_device(**tensors: Tensor | None) -> None:

@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
@@ -35,21 +36,21 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_dense_batch
 
-from pointcoc.ops._checks import check_batch, check_pos
+from pointcoc.ops._checks import check_batch, check_pos, check_same_device
 
 __all__ = ["Points"]
 
 T = TypeVar("T")
 
 
-def _check_features(x: Tensor | None, num_points: int, lead: tuple[int, ...], pos_name: str = "pos") -> None:
+def _check_features(x: Tensor | None, lead: tuple[int, ...]) -> None:
     """``x`` must be a floating tensor with the leading shape of the positions (``lead``)."""
     if x is None:
         return
     if not isinstance(x, Tensor):
         raise ValueError(f"`x` must be a torch.Tensor of per-point features, got {type(x).__name__}")
     if x.dim() != len(lead) + 1 or tuple(x.shape[:-1]) != lead:
-        raise ValueError(f"`x` must be {lead + ('C',)} (one feature row per point of `{pos_name}`), got shape "
+        raise ValueError(f"`x` must be {lead + ('C',)} (one feature row per point of `pos`), got shape "
                          f"{tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"`x` must be a floating tensor, got dtype {x.dtype}; convert it with `.float()`")
@@ -96,11 +97,8 @@ class Points:
     def __init__(self, pos: Tensor, x: Tensor | None = None, batch: Tensor | None = None,
                  num_clouds: int | None = None) -> None:
         check_pos("pos", pos, (2,), finite=False)
-        _check_features(x, pos.shape[0], tuple(pos.shape[:1]))
-        if x is not None and x.device != pos.device:
-            raise ValueError(f"`x` is on {x.device} but `pos` on {pos.device}; move them to one device")
-        if batch is not None and isinstance(batch, Tensor) and batch.device != pos.device:
-            raise ValueError(f"`batch` is on {batch.device} but `pos` on {pos.device}; move them to one device")
+        _check_features(x, tuple(pos.shape[:1]))
+        check_same_device(pos=pos, x=x, batch=batch if isinstance(batch, Tensor) else None)
         counts = check_batch("batch", batch, pos.shape[0], "pos")
         if num_clouds is not None and num_clouds != counts.numel():
             if num_clouds < counts.numel():
@@ -142,9 +140,8 @@ class Points:
         if B == 0 or N == 0:
             raise ValueError(f"`pos` has shape {tuple(pos.shape)}: an empty batch or an empty cloud (0 points); "
                              "every cloud needs points")
-        _check_features(x, B * N, (B, N))
-        if x is not None and x.device != pos.device:
-            raise ValueError(f"`x` is on {x.device} but `pos` on {pos.device}; move them to one device")
+        _check_features(x, (B, N))
+        check_same_device(pos=pos, x=x)
         _check_finite(pos, x)
         batch = torch.arange(B, device=pos.device).repeat_interleave(N)
         out = cls.__new__(cls)
@@ -190,10 +187,8 @@ class Points:
 
     def with_x(self, x: Tensor) -> Points:
         """The same clouds with features ``x [P, C]``, sharing the geometry cache (no checks)."""
-        out = Points.__new__(Points)
-        out.pos, out.x, out.batch, out.counts, out.ptr = self.pos, x, self.batch, self.counts, self.ptr
-        out.sizes, out.from_dense_batch, out._cache = self.sizes, self.from_dense_batch, self._cache
-        out._device_counts = self._device_counts
+        out = copy.copy(self)  # shallow: the same tensors and the same cache dict
+        out.x = x
         return out
 
     def cached(self, key: Hashable, build: Callable[[], T]) -> T:

@@ -16,10 +16,11 @@ import torch
 import torch_cluster
 from torch import Tensor
 
-from pointcoc.ops._checks import check_batch, check_pos, check_same_device
+from pointcoc.ops._checks import check_batch, check_k, check_pos, check_same_device
 from pointcoc.ops.points import Points
 
-__all__ = ["fps", "knn", "gather", "canonical_order", "fps_points", "knn_points", "canonical_order_flat"]
+__all__ = ["fps", "knn", "gather", "canonical_order", "fps_points", "knn_points", "canonical_order_flat",
+           "canonical_points"]
 
 
 def _as_index_dtype(pos: Tensor) -> Tensor:
@@ -154,18 +155,6 @@ def fps(pos: Tensor, num_samples: int | Tensor, batch: Tensor | None = None, ran
     return _fps_flat(pos, cloud, counts.tolist(), samples.tolist(), random_start, generator)
 
 
-def _check_k(k: int, counts: Tensor, pos_name: str) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"`k` must be a positive int, got {k!r}")
-    smallest = int(counts.min())
-    if k > smallest:
-        b = int(torch.argmin(counts))
-        raise ValueError(
-            f"`k`={k} is larger than the cloud: cloud {b} of `{pos_name}` has only {smallest} points; "
-            f"use k <= {smallest}"
-        )
-
-
 def _sort_by_distance(pos: Tensor, query: Tensor, col: Tensor) -> Tensor:
     """Sort every row of neighbour indices ``col [Q, k]`` by distance to ``query [Q, D]`` (ties: lowest index)."""
     col = col.sort(dim=1).values  # a fixed order among equal distances, on every device
@@ -212,7 +201,7 @@ def knn(pos: Tensor, query: Tensor, k: int, batch: Tensor | None = None,
             raise ValueError(f"batch sizes differ: `pos` {tuple(pos.shape)} vs `query` {tuple(query.shape)}")
         if B == 0 or N == 0:
             raise ValueError(f"`pos` has shape {tuple(pos.shape)}: an empty batch or empty cloud has no neighbours")
-        _check_k(k, torch.tensor([N]), "pos")
+        check_k(k, [N], "pos")
         S = query.shape[1]
         if S == 0:
             return torch.empty(B, 0, k, dtype=torch.long, device=pos.device)
@@ -233,7 +222,7 @@ def knn(pos: Tensor, query: Tensor, k: int, batch: Tensor | None = None,
             f"`batch_query` refers to {qcounts.numel()} clouds but `batch` has only {counts.numel()}: "
             "mismatched batch sizes"
         )
-    _check_k(k, counts[: max(qcounts.numel(), 1)], "pos")
+    check_k(k, counts[: max(qcounts.numel(), 1)].tolist(), "pos")
     if query.shape[0] == 0:
         return torch.empty(2, 0, dtype=torch.long, device=pos.device)
     edge = torch_cluster.knn(src, qry, k, batch, batch_query, batch_size=counts.numel())
@@ -264,6 +253,13 @@ def knn_points(source: Points, query: Tensor, query_batch: Tensor, k: int) -> Te
         raise RuntimeError(f"torch_cluster.knn returned {edge.shape[1]} pairs, expected {Q * k}")
     # torch-cluster lists the pairs query by query (tests/ops check it), so no reordering is needed here.
     return _sort_by_distance(src, qry, edge[1].view(Q, k))
+
+
+def canonical_points(points: Points) -> tuple[Tensor, Points]:
+    """``points`` in :func:`canonical_order` (features carried along): the permutation and the permuted clouds."""
+    order = canonical_order_flat(points.pos, points.batch)
+    x = None if points.x is None else points.x[order]
+    return order, Points.trusted(points.pos[order], x, points.batch[order], points.sizes)
 
 
 def canonical_order_flat(pos: Tensor, batch: Tensor) -> Tensor:

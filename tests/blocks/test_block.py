@@ -116,8 +116,17 @@ def test_stage_forms_agree() -> None:
     torch.testing.assert_close(grid_stage(img), grid_stage[1](grid_stage[0](img)))
 
 
-def test_stage_computes_one_partition() -> None:
+def test_stage_computes_one_partition(monkeypatch) -> None:
+    from pointcoc.blocks import cluster
+
+    calls = []
+    real = cluster.point_partition
+    monkeypatch.setattr(cluster, "point_partition", lambda *a, **k: calls.append(1) or real(*a, **k))
     stage = _stage(3)
     points = Points.from_dense(torch.randn(2, 60, 3), torch.randn(2, 60, 16))
-    stage.forward_points(points)
-    assert list(points._cache) == [stage[0].token_mixer.partition_key]
+    out = stage.forward_points(points)
+    assert len(calls) == 1 and list(points._cache) == [stage[0].token_mixer.partition_key]
+    stage.forward_points(out)  # new features, the same geometry: the cached partition again
+    assert len(calls) == 1
+    stage.forward_points(Points.from_dense(torch.randn(2, 60, 3), torch.randn(2, 60, 16)))  # new geometry
+    assert len(calls) == 2

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from data_builders import snapshot
+from jpegs import damaged_mid_stream, jpeg_bytes
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
@@ -94,35 +95,14 @@ def test_val_class_unknown_to_train(folder: Path) -> None:
         image_folder(folder, "val")
 
 
-def _jpeg_bytes(size: int = 64, **save: object) -> bytes:
-    """A JPEG of a smooth gradient with noise (as a photo: the entropy-coded data is long enough to damage)."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:size, :size] * (255 / size)
-    arr = np.stack([xx, yy, (xx + yy) / 2], -1) + rng.normal(0, 10, (size, size, 3))
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).convert(str(save.pop("mode", "RGB"))).save(
-        buf, "JPEG", **save)
-    return buf.getvalue()
-
-
-def _damaged_mid_stream(kind: str) -> bytes:
-    """A JPEG damaged inside its entropy-coded data: Pillow decodes it without a word (garbage pixels)."""
-    raw = _jpeg_bytes(256, quality=90)
-    n = len(raw)
-    if kind == "zeroed":
-        return raw[:n // 3] + b"\0" * (n // 3) + raw[2 * n // 3:]
-    noise = np.random.default_rng(1).integers(0, 256, 200, dtype=np.uint8).tobytes()
-    return raw[:n // 2] + noise + raw[n // 2 + 200:]
-
-
 DAMAGED = {
     "garbage.png": (b"this is not a png" * 10, "not in an image format Pillow can read"),
-    "truncated.jpg": (_jpeg_bytes()[:300], "OSError: Truncated File Read"),  # cut inside the header
-    "half.jpg": (_jpeg_bytes(256)[:3000], "corrupt JPEG data"),
+    "truncated.jpg": (jpeg_bytes()[:300], "OSError: Truncated File Read"),  # cut inside the header
+    "half.jpg": (jpeg_bytes(256)[:3000], "corrupt JPEG data"),
     "empty.JPEG": (b"", "the file is empty"),
     "broken.png": (None, "OSError: broken data stream"),
-    "zeroed.jpg": (_damaged_mid_stream("zeroed"), "corrupt JPEG data"),
-    "noise.jpg": (_damaged_mid_stream("noise"), "corrupt JPEG data"),
+    "zeroed.jpg": (damaged_mid_stream("zeroed"), "corrupt JPEG data"),
+    "noise.jpg": (damaged_mid_stream("noise"), "corrupt JPEG data"),
 }
 
 
@@ -158,10 +138,10 @@ def test_damaged_image_names_the_file(folder: Path, name: str, caplog) -> None:
 def test_pillow_alone_misses_mid_stream_damage(tmp_path: Path, kind: str) -> None:
     """The case a user found: Pillow decodes a JPEG damaged mid-stream to garbage without an error."""
     path = tmp_path / "x.jpg"
-    path.write_bytes(_damaged_mid_stream(kind))
+    path.write_bytes(damaged_mid_stream(kind))
     with Image.open(path) as img:
         damaged = np.asarray(img.convert("RGB"), dtype=float)
-    intact = np.asarray(Image.open(io.BytesIO(_jpeg_bytes(256, quality=90))).convert("RGB"), dtype=float)
+    intact = np.asarray(Image.open(io.BytesIO(jpeg_bytes(256, quality=90))).convert("RGB"), dtype=float)
     assert np.abs(damaged - intact).mean() > 10  # garbage pixels, yet no error from Pillow
     with pytest.raises(DamagedImageError, match="corrupt JPEG data"):
         load_image(path)
@@ -174,7 +154,7 @@ def test_jpeg_pixels_equal_pillow(tmp_path: Path, save: dict) -> None:
     """libjpeg-turbo (simplejpeg) decodes intact JPEGs to exactly Pillow's pixels (with the libjpeg builds that
     simplejpeg and Pillow ship). CMYK must go through Pillow: simplejpeg's own CMYK -> RGB differs by 1 level."""
     path = tmp_path / "x.jpg"
-    path.write_bytes(_jpeg_bytes(97, **save))
+    path.write_bytes(jpeg_bytes(97, **save))
     with Image.open(path) as img:
         expected = np.asarray(img.convert("RGB"))
     got = load_image(path)

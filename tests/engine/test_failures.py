@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from jpegs import damaged_mid_stream
 
 from pointcoc.engine.images import main as train_images
 from pointcoc.engine.points import main as train_points
@@ -192,13 +192,7 @@ def test_a_bug_keeps_its_traceback(modelnet_dir, tmp_path, monkeypatch) -> None:
 
 def _damaged_jpeg(path: Path) -> Path:
     """A photo-like JPEG zeroed mid-stream: Pillow alone decodes it to garbage without a word."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:128, :128] * 2.0
-    pixels = np.clip(np.stack([xx, yy, (xx + yy) / 2], -1) + rng.normal(0, 10, (128, 128, 3)), 0, 255)
-    Image.fromarray(pixels.astype(np.uint8)).save(path, "JPEG", quality=90)
-    raw = path.read_bytes()
-    n = len(raw)
-    path.write_bytes(raw[: n // 3] + b"\0" * (n // 3) + raw[2 * n // 3:])
+    path.write_bytes(damaged_mid_stream("zeroed", size=128))
     return path
 
 

@@ -1,8 +1,8 @@
 """The upstream image recipe's training transform runs for as long as a real run draws from it.
 
 Found on real images: timm's RandAugment ``rand-m9-mstd0.5-inc1`` draws PosterizeIncreasing at level
-10 (0 bits kept) about once in 660 images, and Pillow 13 refuses 0 bits, so a training run stopped
-inside its first epoch.
+10 (0 bits kept) 7 times in 5,000 draws (with this test's seeds), and Pillow 13 refuses 0 bits, so a
+training run stopped inside its first epoch.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def test_default_training_transform_survives_thousands_of_draws(photo) -> None:
     train, _ = image_transforms(cfg)
     bits = _spy_on_posterize(train)
     random.seed(0)
+    np.random.seed(0)  # timm's RandAugment picks its ops with numpy
     torch.manual_seed(0)
     for _ in range(5000):
         x = train(photo)

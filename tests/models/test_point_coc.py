@@ -83,7 +83,7 @@ def test_forward_features_returns_every_stage(name: str) -> None:
         assert stage.sizes == tuple(a[i].num_points for a in alone)
         assert stage.x.shape == (stage.num_points, alone[0][i].x.shape[1])
         for cloud, a in zip(stage.split(stage.x), alone):
-            torch.testing.assert_close(cloud, a[i].x, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(cloud, a[i].x, rtol=1e-5, atol=1e-5)
     assert pooled.shape == (2, model.num_features)
     torch.testing.assert_close(logits, model(torch.cat(clouds), batch=flat.batch))
     torch.testing.assert_close(model.forward_head(pooled), logits)
