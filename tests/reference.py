@@ -129,3 +129,38 @@ def naive_point_mixer(mixer, x: Tensor, pos: Tensor) -> Tensor:
     unsorted = torch.empty_like(out)
     unsorted[order] = out
     return mixer.proj(unsorted)
+
+
+def naive_curve_cells(pos: Tensor, bits: int) -> list[tuple[int, ...]]:
+    """Each point's cell in ``2^bits`` cells per axis of its bounding cube (one cloud ``[N, D]``), in Python."""
+    rows = pos.tolist()
+    lo = [min(r[d] for r in rows) for d in range(pos.shape[1])]
+    side = max(max(r[d] for r in rows) - lo[d] for d in range(pos.shape[1]))
+    cells = 1 << bits
+    return [tuple(min(int((r[d] - lo[d]) * (cells / side)), cells - 1) for d in range(len(r))) for r in rows]
+
+
+def naive_morton(cell: tuple[int, ...], bits: int) -> int:
+    """Z-order index of a cell: bits interleaved most significant first, coordinate 0 leading at every level."""
+    D, code = len(cell), 0
+    for level in range(bits - 1, -1, -1):
+        for d in range(D):
+            code = (code << 1) | ((cell[d] >> level) & 1)
+    return code
+
+
+def naive_serial_sample(pos: Tensor, samples: int, codes: list[int]) -> list[int]:
+    """Evenly spaced points of one cloud sorted by ``codes`` (ties by index): ``floor((j + 1/2) n / S)``."""
+    order = sorted(range(len(codes)), key=lambda i: (codes[i], i))
+    n = len(codes)
+    return [order[((2 * j + 1) * n) // (2 * samples)] for j in range(samples)]
+
+
+def naive_grid(pos: Tensor, voxel: float) -> dict[tuple[int, ...], list[int]]:
+    """The points of every occupied voxel (side ``voxel`` from the cloud's minimum corner), in Python."""
+    rows = pos.double().tolist()
+    lo = [min(r[d] for r in rows) for d in range(pos.shape[1])]
+    out: dict[tuple[int, ...], list[int]] = {}
+    for i, r in enumerate(rows):
+        out.setdefault(tuple(int((r[d] - lo[d]) // voxel) for d in range(len(r))), []).append(i)
+    return out
