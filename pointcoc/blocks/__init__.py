@@ -13,6 +13,7 @@ that picks one from the rank of ``x``.
 
 from pointcoc.blocks.block import ClusterBlock, ClusterStage, cluster_stage
 from pointcoc.blocks.cluster import (
+    REGION_MODES,
     ClusterAssignment,
     ContextCluster,
     PointPartition,
@@ -34,6 +35,7 @@ __all__ = [
     "PointReducer",
     "PointPartition",
     "point_partition",
+    "REGION_MODES",
     "cluster_mix",
     "grid_proposal",
     "SampleNorm",

@@ -22,7 +22,8 @@ class ClusterBlock(nn.Module):
     Args:
         dim: channels ``C``.
         mlp_ratio: hidden width of the MLP as a multiple of ``dim``.
-        num_heads, head_dim, centers, regions, center_k, denominator: passed to :class:`ContextCluster`
+        num_heads, head_dim, centers, regions, center_k, denominator, region_mode, region_size: passed to
+            :class:`ContextCluster`
             (deprecated alias of ``num_heads``: ``heads``).
         norm_layer: norm type, built as ``norm_layer(dim)``; norms with ``accepts_batch``
             (like :class:`SampleNorm`, upstream's ``GroupNorm(1, C)``) normalise each cloud of a
@@ -43,11 +44,13 @@ class ClusterBlock(nn.Module):
                  centers: int | tuple[int, int] = (2, 2), regions: int | tuple[int, int] = (1, 1),
                  center_k: int | None = None, norm_layer: type[nn.Module] = SampleNorm,
                  act_layer: type[nn.Module] = nn.GELU, drop: float = 0.0, drop_path: float = 0.0,
-                 layer_scale_init_value: float | None = 1e-5, denominator: str = "weights") -> None:
+                 layer_scale_init_value: float | None = 1e-5, denominator: str = "weights",
+                 region_mode: str = "fps", region_size: int | None = None) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.token_mixer = ContextCluster(dim, dim, num_heads=num_heads, head_dim=head_dim, centers=centers,
-                                          regions=regions, center_k=center_k, denominator=denominator)
+                                          regions=regions, center_k=center_k, denominator=denominator,
+                                          region_mode=region_mode, region_size=region_size)
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
         self.drop_path = DropPath(drop_path)

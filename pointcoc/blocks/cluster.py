@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pointcoc.errors import renamed_arguments
-from pointcoc.ops import Points, canonical_points, fps_padded, fps_points, knn_padded, knn_points
+from pointcoc.ops import Points, canonical_points, fps_padded, fps_points, knn_padded, knn_points, serial_order
 
 __all__ = ["cluster_mix", "grid_proposal", "PointPartition", "point_partition", "ContextCluster", "pair",
-           "ClusterAssignment", "record_assignments", "compat_points", "compat_output"]
+           "REGION_MODES", "ClusterAssignment", "record_assignments", "compat_points", "compat_output"]
 
 
 def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
@@ -194,8 +194,9 @@ def record_assignments(model: nn.Module) -> Iterator[list[tuple[str, ClusterAssi
 class PointPartition:
     """How a batch of point sets splits into regions and where each region proposes its centres.
 
-    Regions are padded to a common size ``n``; ``G`` is the number of regions
-    in the whole batch (``B * R``), cloud-major (group ``g`` is region ``g % R`` of cloud ``g // R``).
+    Regions are padded to a common size ``n``; ``G`` is the number of regions in the whole
+    batch, cloud-major (``B * R`` FPS regions: group ``g`` is region ``g % R`` of cloud ``g // R``;
+    curve windows: ``sum_b ceil(N_b / region_size)``).
 
     Attributes:
         index: ``[G, n]`` index of every region member into the flat points (0 at padding).
@@ -207,6 +208,7 @@ class PointPartition:
         num_points: number of flat points ``sum N``.
         inverse: ``[sum N]`` where every point sits in the padded layout, ``g * n + slot``
             (gathering ``[G * n, C]`` rows with it returns per-point values, no mask needed).
+        local_region: ``[G]`` each region's index in its cloud (``g % R`` for FPS regions).
     """
 
     index: Tensor
@@ -215,6 +217,7 @@ class PointPartition:
     center_mask: Tensor
     num_points: int
     inverse: Tensor
+    local_region: Tensor
 
 
 def _as_points(pos: Points | Tensor, batch: Tensor | None) -> Points:
@@ -258,29 +261,42 @@ def compat_output(points: Points, out: Tensor) -> Tensor:
     return points.dense(out) if points.from_dense_batch else out
 
 
+#: how a point partition forms its regions: FPS anchors, or windows along a space-filling curve
+REGION_MODES = ("fps", "morton", "hilbert")
+
+
 @torch.no_grad()
 def point_partition(points: Points | Tensor, batch: Tensor | None = None, num_regions: int = 1,
-                    num_centers: int = 1, center_k: int | None = None) -> PointPartition:
+                    num_centers: int = 1, center_k: int | None = None, region_mode: str = "fps",
+                    region_size: int | None = None) -> PointPartition:
     """Split point sets into regions and propose centres in each (no gradients involved).
 
-    Each cloud is split into ``num_regions`` regions: FPS picks region anchors
-    and every point joins its nearest anchor (with one region, the cloud is the
-    region). In every region, FPS picks ``num_centers`` anchors; a centre is
-    the mean of its anchor's ``k`` nearest region members, ``k = n_region //
-    num_centers`` by default (at least 1), or ``center_k``. With one centre the
-    centre is the region mean. FPS starts from the lexicographically smallest
-    point, so the partition does not depend on the order of the input points.
+    ``region_mode="fps"`` (the object-size models): each cloud is split into ``num_regions``
+    regions; FPS picks region anchors and every point joins its nearest anchor (with one
+    region, the cloud is the region). In every region, FPS picks ``num_centers`` anchors.
+    FPS starts from the lexicographically smallest point, so the partition does not depend
+    on the order of the input points. The padded region size is the one value read back
+    from the device (none when ``num_regions == 1``: the regions are the clouds).
 
-    The padded region size is the one value read back from the device (none when
-    ``num_regions == 1``: the regions are the clouds, whose sizes ``Points`` holds).
+    ``region_mode="morton"`` / ``"hilbert"`` (clouds of 10^5 points and more): each cloud's
+    points are sorted along the curve (:func:`~pointcoc.ops.serial_order`) and cut into
+    ``ceil(N_b / region_size)`` consecutive windows of balanced size (at most ``region_size``);
+    the ``num_centers`` anchors are evenly spaced along the window. Costs a sort, no FPS,
+    no host sync; depends on the input order only among points in one curve cell.
+
+    Either way a centre is the mean of its anchor's ``k`` nearest region members, ``k =
+    n_region // num_centers`` by default (at least 1), or ``center_k``; with one centre,
+    the region mean. Memory is ``O(P * num_centers)``.
 
     Args:
         points: the clouds, a :class:`~pointcoc.ops.Points` (or flat positions ``[sum N, D]``
             with ``batch``, checked here).
         batch: with positions only, the sorted cloud id per point ``[sum N]`` (``None``: one cloud).
-        num_regions: regions per cloud ``R``.
+        num_regions: FPS regions per cloud ``R`` (``region_mode="fps"``).
         num_centers: centres per region ``M``.
         center_k: neighbours averaged into a centre (default ``n_region // M``).
+        region_mode: one of :data:`REGION_MODES`.
+        region_size: curve modes, the most points of a window.
 
     Returns:
         the :class:`PointPartition`.
@@ -288,37 +304,62 @@ def point_partition(points: Points | Tensor, batch: Tensor | None = None, num_re
     points = _as_points(points, batch)
     if center_k is not None and center_k < 1:
         raise ValueError(f"`center_k` must be >= 1, got {center_k}")
+    check_region_mode(region_mode, region_size, num_regions)
     P, pos = points.num_points, points.pos
-    order, region, sizes, n = _assign_regions(points, num_regions)
-    by_region = region.argsort(stable=True)  # regions contiguous, canonical order inside
-    region_sorted = region[by_region]
+    if region_mode == "fps":
+        members, region_sorted, sizes, n, local = _assign_regions(points, num_regions)
+    else:
+        members, region_sorted, sizes, n, local = _serial_windows(points, region_mode, region_size)
     slot = torch.arange(P, device=pos.device) - (torch.cumsum(sizes, 0) - sizes)[region_sorted]
     index = torch.zeros(sizes.numel(), n, dtype=torch.long, device=pos.device)
     mask = torch.zeros(sizes.numel(), n, dtype=torch.bool, device=pos.device)
-    members = order[by_region]
     index[region_sorted, slot] = members
     mask[region_sorted, slot] = True
     inverse = torch.empty(P, dtype=torch.long, device=pos.device)
     inverse[members] = region_sorted * n + slot
     if num_centers == 1:
         proposal = (mask.to(pos.dtype) / sizes.clamp_min(1).to(pos.dtype)[:, None]).unsqueeze(1)
-        return PointPartition(index, mask, proposal, (sizes > 0)[:, None], P, inverse)
-    proposal, center_mask = _propose_centers(pos[index], mask, sizes, n, num_centers, center_k)
-    return PointPartition(index, mask, proposal, center_mask, P, inverse)
+        return PointPartition(index, mask, proposal, (sizes > 0)[:, None], P, inverse, local)
+    anchor = None
+    if region_mode != "fps":  # evenly along the window: slot floor((m + 1/2) * size / M), or m in a small window
+        m = torch.arange(num_centers, device=pos.device)
+        anchor = torch.where(sizes[:, None] >= num_centers, ((2 * m + 1) * sizes[:, None]) // (2 * num_centers), m)
+        anchor = anchor.clamp_max(n - 1)
+    proposal, center_mask = _propose_centers(pos[index], mask, sizes, n, num_centers, center_k, anchor)
+    return PointPartition(index, mask, proposal, center_mask, P, inverse, local)
 
 
-def _assign_regions(points: Points, num_regions: int) -> tuple[Tensor, Tensor, Tensor, int]:
-    """Every point's region, in canonical order.
+def check_region_mode(region_mode: str, region_size: int | None, num_regions: int) -> None:
+    """``region_mode`` must be known; the curve modes need a positive ``region_size`` and no FPS regions."""
+    if region_mode not in REGION_MODES:
+        raise ValueError(f"`region_mode` must be one of {REGION_MODES}, got {region_mode!r}")
+    if region_mode == "fps":
+        if region_size is not None:
+            raise ValueError("`region_size` is for the curve region modes ('morton', 'hilbert'); "
+                             "region_mode='fps' takes `regions`")
+        return
+    if isinstance(region_size, bool) or not isinstance(region_size, int) or region_size < 1:
+        raise ValueError(f"region_mode={region_mode!r} needs `region_size`, a positive int (points per "
+                         f"window), got {region_size!r}")
+    if num_regions != 1:
+        raise ValueError(f"region_mode={region_mode!r} forms its regions from `region_size`; leave `regions` "
+                         f"at 1 (got {num_regions})")
+
+
+def _assign_regions(points: Points, num_regions: int) -> tuple[Tensor, Tensor, Tensor, int, Tensor]:
+    """Every point's FPS region.
 
     Returns:
-        ``order [P]`` (the canonical permutation), ``region [P]`` (the global region id of
-        ``points[order]``, cloud-major), ``sizes [B * R]`` (points per region, on the device) and
-        ``n``, the largest region (read from the device only when ``num_regions > 1``).
+        ``members [P]`` (the points, regions contiguous, canonical order inside), ``region [P]``
+        (the global region id of each, cloud-major), ``sizes [B * R]`` (points per region, on the
+        device), ``n``, the largest region (read from the device only when ``num_regions > 1``),
+        and ``local [B * R]``, each region's index in its cloud.
     """
     order, ordered = canonical_points(points.with_x(None))
     pos_s, batch_s, B = ordered.pos, ordered.batch, points.num_clouds
+    local = torch.arange(B * num_regions, device=pos_s.device) % num_regions
     if num_regions == 1:
-        return order, batch_s, points.counts_on_device(), max(points.sizes)
+        return order, batch_s, points.counts_on_device(), max(points.sizes), local
     if min(points.sizes) < num_regions:
         raise ValueError(
             f"a cloud has {min(points.sizes)} points, fewer than the {num_regions} regions this block "
@@ -329,17 +370,47 @@ def _assign_regions(points: Points, num_regions: int) -> tuple[Tensor, Tensor, T
     region = knn_points(anchor_pts, pos_s, batch_s, 1)[:, 0]  # nearest anchor = global region id
     sizes = torch.zeros(B * num_regions, dtype=torch.long, device=pos_s.device)
     sizes.index_add_(0, region, torch.ones_like(region))
-    return order, region, sizes, int(sizes.max())  # the padded region size: the partition's one sync
+    by_region = region.argsort(stable=True)  # regions contiguous, canonical order inside
+    return order[by_region], region[by_region], sizes, int(sizes.max()), local  # max: the partition's one sync
+
+
+def _serial_windows(points: Points, curve: str, region_size: int) -> tuple[Tensor, Tensor, Tensor, int, Tensor]:
+    """Consecutive windows of the curve order, ``ceil(N_b / region_size)`` per cloud of balanced sizes.
+
+    Returns what :func:`_assign_regions` returns; every size is known on the host (no sync).
+    """
+    device = points.pos.device
+    order = serial_order(points, curve)
+    n_b = points.counts
+    per_cloud = [-(-n // region_size) for n in points.sizes]
+    windows = torch.tensor(per_cloud, dtype=torch.long)  # [B], on the host
+    w_ptr = torch.cumsum(windows, 0) - windows
+    cloud = points.batch[order]
+    rank = torch.arange(points.num_points, device=device) - points.ptr[:-1].to(device, non_blocking=True)[cloud]
+    win_d, n_d = windows.to(device, non_blocking=True), n_b.to(device, non_blocking=True)
+    region = w_ptr.to(device, non_blocking=True)[cloud] + (rank * win_d[cloud]) // n_d[cloud]
+    # window w of a cloud holds ranks ceil(w n / W) .. ceil((w + 1) n / W) - 1
+    w_cloud = torch.repeat_interleave(torch.arange(n_b.numel()), windows)
+    w_local = torch.arange(sum(per_cloud)) - w_ptr[w_cloud]
+    bounds = lambda w: -((-w * n_b[w_cloud]) // windows[w_cloud])  # noqa: E731  (ceil(w n / W))
+    sizes = bounds(w_local + 1) - bounds(w_local)
+    n = max(-(-n // w) for n, w in zip(points.sizes, per_cloud))  # the largest window
+    return order, region, sizes.to(device, non_blocking=True), n, w_local.to(device, non_blocking=True)
 
 
 def _propose_centers(pos_g: Tensor, mask: Tensor, sizes: Tensor, n: int, num_centers: int,
-                     center_k: int | None) -> tuple[Tensor, Tensor]:
-    """FPS anchors in every padded region ``pos_g [G, n, D]`` and the mean of each anchor's neighbours.
+                     center_k: int | None, anchor: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The mean of each anchor's nearest members in every padded region ``pos_g [G, n, D]``.
+
+    The anchors are ``anchor [G, M]`` slots when given (valid where ``m < sizes[g]``), else FPS in every region.
 
     Returns:
         ``proposal [G, M, n]`` averaging weights and ``center_mask [G, M]``.
     """
-    anchor, center_mask = fps_padded(pos_g, num_centers, mask)
+    if anchor is None:
+        anchor, center_mask = fps_padded(pos_g, num_centers, mask)
+    else:
+        center_mask = torch.arange(num_centers, device=pos_g.device) < sizes[:, None]
     anchor_pos = pos_g.gather(1, anchor.unsqueeze(-1).expand(-1, -1, pos_g.shape[2]))
     if center_k is None:
         k_region, k_max = (sizes // num_centers).clamp_min(1), max(n // num_centers, 1)
@@ -369,6 +440,10 @@ class ContextCluster(nn.Module):
             (or a plain int ``R``).
         center_k: point sets only, neighbours averaged into each centre
             (default: region size // M).
+        region_mode: point sets only, how regions form: ``"fps"`` (``regions`` FPS regions per
+            cloud) or ``"morton"``/``"hilbert"`` (windows of at most ``region_size`` points along
+            the curve: for clouds of 10^5 points and more), see :func:`point_partition`.
+        region_size: the curve modes' window size.
         denominator: ``"weights"`` (default, the paper) or ``"count"`` (early upstream
             checkpoints); see :func:`cluster_mix`.
 
@@ -394,7 +469,8 @@ class ContextCluster(nn.Module):
     @renamed_arguments(heads="num_heads")
     def __init__(self, dim: int, out_dim: int | None = None, num_heads: int = 4, head_dim: int = 24,
                  centers: int | tuple[int, int] = (2, 2), regions: int | tuple[int, int] = (1, 1),
-                 center_k: int | None = None, denominator: str = "weights") -> None:
+                 center_k: int | None = None, denominator: str = "weights", region_mode: str = "fps",
+                 region_size: int | None = None) -> None:
         super().__init__()
         if denominator not in ("weights", "count"):
             raise ValueError(f"`denominator` must be 'weights' or 'count', got {denominator!r}")
@@ -406,6 +482,8 @@ class ContextCluster(nn.Module):
         self.regions = pair(regions, "regions") if not isinstance(regions, int) else pair((regions, 1), "regions")
         self.grid_layout = all(not isinstance(v, int) or v == 1 for v in (centers, regions))
         self.center_k = center_k
+        check_region_mode(region_mode, region_size, self.num_regions)
+        self.region_mode, self.region_size = region_mode, region_size
         inner = num_heads * head_dim
         self.f = nn.Linear(dim, inner)
         self.v = nn.Linear(dim, inner)
@@ -432,10 +510,13 @@ class ContextCluster(nn.Module):
     @property
     def partition_key(self) -> tuple[Hashable, ...]:
         """What defines this mixer's partition of a point set (the ``Points`` cache key)."""
-        return ("context-cluster partition", self.num_regions, self.num_centers, self.center_k)
+        return ("context-cluster partition", self.num_regions, self.num_centers, self.center_k, self.region_mode,
+                self.region_size)
 
     def extra_repr(self) -> str:
         extra = "" if self.denominator == "weights" else f", denominator={self.denominator!r}"
+        if self.region_mode != "fps":
+            extra += f", region_mode={self.region_mode!r}, region_size={self.region_size}"
         return (f"dim={self.dim}, out_dim={self.out_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
                 f"centers={self.centers}, regions={self.regions}{extra}")
 
@@ -444,10 +525,10 @@ class ContextCluster(nn.Module):
 
         Mixers with the same ``partition_key`` (the blocks of a stage) share it.
         """
+        args = (self.num_regions, self.num_centers, self.center_k, self.region_mode, self.region_size)
         if isinstance(points, Points) and batch is None:
-            return points.cached(self.partition_key, lambda: point_partition(
-                points, None, self.num_regions, self.num_centers, self.center_k))
-        return point_partition(points, batch, self.num_regions, self.num_centers, self.center_k)
+            return points.cached(self.partition_key, lambda: point_partition(points, None, *args))
+        return point_partition(points, batch, *args)
 
     def takes_sets(self, x: Tensor, pos: Tensor | None, partition: PointPartition | None) -> bool:
         """Whether the compatibility form treats ``x [B, N, C]`` as sets around their means (:meth:`forward_sets`):
@@ -561,8 +642,9 @@ class ContextCluster(nn.Module):
     def _record_points(self, assign: Tensor, partition: PointPartition, M: int, points: Points) -> None:
         """Report ``assign [G, heads, n]`` of a point partition as cluster ids per input point ``[P, heads]``."""
         assert self._recorder is not None
-        R = self.num_regions  # groups are cloud-major: group g is region g % R of cloud g // R
-        region = (torch.arange(assign.shape[0], device=assign.device) % R)[:, None, None] * M
+        local = partition.local_region  # each group's region in its cloud
+        R = self.num_regions if self.region_mode == "fps" else int(local.max()) + 1
+        region = local[:, None, None] * M
         ids = (assign + region).transpose(1, 2)  # [G, n, heads]
         flat = ids.reshape(-1, ids.shape[-1])[partition.inverse]
         pos, batch = points.pos.detach(), points.batch

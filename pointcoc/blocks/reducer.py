@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from pointcoc.blocks.cluster import compat_points, pair
 from pointcoc.errors import renamed_arguments
-from pointcoc.ops import Points, canonical_points, fps_points, knn_points
+from pointcoc.ops import CURVES, Points, canonical_points, fps_points, knn_points, sample_indices
 from pointcoc.ops._checks import check_k
 
 __all__ = ["PointReducer"]
@@ -49,6 +49,10 @@ class PointReducer(nn.Module):
             or ``"offset"`` (lexicographic by offset, first coordinate first: the
             raster order of a convolution kernel when positions are ``(row, col)``).
         random_start: start FPS at a random point in training mode.
+        sampler: how anchors are picked on point sets: ``"fps"`` (exact FPS in canonical order, the
+            object-size models) or a sampler of :func:`pointcoc.ops.sample_indices` for large clouds
+            (``"hilbert"``/``"morton"``: evenly along a space-filling curve, ``O(N log N)``;
+            ``"fpsample"``: bucket FPS on the CPU).
         aggregation: ``"concat"`` (the neighbours side by side -> one linear layer: the grid
             convolution's form) or ``"max"`` (one linear layer shared by the neighbours, then the
             maximum over them: independent of the neighbour order, PointNet++'s form).
@@ -71,7 +75,8 @@ class PointReducer(nn.Module):
     def __init__(self, dim: int, out_dim: int, kernel_size: int | tuple[int, int] | None = None,
                  stride: int | tuple[int, int] | None = None, padding: int | tuple[int, int] = 0,
                  num_neighbors: int | None = None, reduction: int | None = None, rel_pos_dim: int = 0,
-                 neighbor_order: str = "distance", random_start: bool = False, aggregation: str = "concat") -> None:
+                 neighbor_order: str = "distance", random_start: bool = False, aggregation: str = "concat",
+                 sampler: str = "fps") -> None:
         super().__init__()
         self.kernel_size = pair(kernel_size, "kernel_size") if kernel_size is not None else None
         self.stride = pair(stride, "stride") if stride is not None else self.kernel_size
@@ -89,6 +94,9 @@ class PointReducer(nn.Module):
             raise ValueError(f"`neighbor_order` must be 'distance' or 'offset', got {neighbor_order!r}")
         if aggregation not in ("concat", "max"):
             raise ValueError(f"`aggregation` must be 'concat' or 'max', got {aggregation!r}")
+        if sampler not in ("fps", "fpsample", *CURVES):
+            raise ValueError(f"`sampler` must be one of {('fps', 'fpsample', *CURVES)}, got {sampler!r}")
+        self.sampler = sampler
         self.aggregation = aggregation
         self.reduction = reduction
         self.rel_pos_dim = rel_pos_dim
@@ -102,7 +110,8 @@ class PointReducer(nn.Module):
         return (f"{self.dim}, {self.out_dim}, k={self.num_neighbors}, reduction={self.reduction}, "
                 f"aggregation={self.aggregation!r}, "
                 f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"rel_pos_dim={self.rel_pos_dim}, neighbor_order={self.neighbor_order!r}")
+                f"rel_pos_dim={self.rel_pos_dim}, neighbor_order={self.neighbor_order!r}"
+                + ("" if self.sampler == "fps" else f", sampler={self.sampler!r}"))
 
     @property
     def in_dim(self) -> int:
@@ -142,10 +151,13 @@ class PointReducer(nn.Module):
         self._check_channels(x)
         self._check_pos_dim(points.pos)
         if anchors is None:
-            # canonical order first: anchors and neighbour ties do not depend on the input order
-            _, source = canonical_points(points)
             samples = [-(-n // self.reduction) for n in points.sizes]
-            idx = fps_points(source, samples, random_start=self.random_start and self.training)
+            if self.sampler == "fps":
+                # canonical order first: anchors and neighbour ties do not depend on the input order
+                _, source = canonical_points(points)
+                idx = fps_points(source, samples, random_start=self.random_start and self.training)
+            else:  # large clouds: no O(N log N)-per-axis canonical sort, no O(N S) FPS
+                source, idx = points, sample_indices(points, self.sampler, samples)
             anchors = Points.trusted(source.pos[idx], None, source.batch[idx], samples)
         else:
             if anchors.num_clouds != points.num_clouds or anchors.pos_dim != points.pos_dim:

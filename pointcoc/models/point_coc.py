@@ -19,7 +19,7 @@ from pointcoc.models._common import check_stage_lengths, drop_path_rates, input_
 from pointcoc.models.registry import register
 from pointcoc.ops import Points
 
-__all__ = ["PointCoC", "VARIANTS", "pointcoc_nano", "pointcoc_tiny", "pointcoc_small"]
+__all__ = ["PointCoC", "VARIANTS", "pointcoc_nano", "pointcoc_tiny", "pointcoc_small", "pointcoc_scale_tiny"]
 
 
 #: deprecated argument names (FutureWarning) and their replacements
@@ -47,6 +47,13 @@ class PointCoC(nn.Module):
         pool: ``"mean"`` or ``"max"`` over each cloud's last-stage points.
         aggregation: how the reducers combine neighbours (``"max"``: order-free; ``"concat"``: the
             image models' form), see :class:`~pointcoc.blocks.PointReducer`.
+        sampler: the reducers' anchor sampler: ``"fps"`` (the object-size models) or, for clouds of
+            10^5 points and more, ``"hilbert"``/``"morton"`` (evenly along a space-filling curve) or
+            ``"fpsample"`` (see :func:`pointcoc.ops.sample_indices`).
+        region_mode: how the blocks form regions: ``"fps"`` (``regions`` per cloud) or
+            ``"hilbert"``/``"morton"`` (curve windows of ``region_size`` points; then ``regions`` must
+            be all 1), see :func:`~pointcoc.blocks.point_partition`.
+        region_size: per stage, the curve windows' size (curve region modes only).
 
     Deprecated aliases: ``in_channels`` (``in_chans``), ``neighbors`` (``num_neighbors``), ``heads``
     (``num_heads``).
@@ -65,10 +72,13 @@ class PointCoC(nn.Module):
                  centers: Sequence[int] = (4, 4, 4), regions: Sequence[int] = (16, 4, 1),
                  mlp_ratio: float = 2.0, drop_path_rate: float = 0.0,
                  layer_scale_init_value: float | None = 1e-5, pool: str = "max",
-                 aggregation: str = "max") -> None:
+                 aggregation: str = "max", sampler: str = "fps", region_mode: str = "fps",
+                 region_size: Sequence[int] | None = None) -> None:
         super().__init__()
+        region_size = [None] * len(dims) if region_size is None else list(region_size)
         check_stage_lengths(dims=dims, depths=depths, reductions=reductions, num_neighbors=num_neighbors,
-                            num_heads=num_heads, head_dim=head_dim, centers=centers, regions=regions)
+                            num_heads=num_heads, head_dim=head_dim, centers=centers, regions=regions,
+                            region_size=region_size)
         self.num_classes, self.in_chans, self.pos_dim = num_classes, in_chans, pos_dim
         self.embed = nn.Sequential(nn.Linear(pos_dim + in_chans, embed_dim), nn.LayerNorm(embed_dim), nn.GELU())
         rates = drop_path_rates(drop_path_rate, depths)
@@ -77,11 +87,12 @@ class PointCoC(nn.Module):
         prev = embed_dim
         for i, dim in enumerate(dims):
             self.reducers.append(PointReducer(prev, dim, num_neighbors=num_neighbors[i], reduction=reductions[i],
-                                              rel_pos_dim=pos_dim, aggregation=aggregation))
+                                              rel_pos_dim=pos_dim, aggregation=aggregation, sampler=sampler))
             self.stages.append(ClusterStage(
                 ClusterBlock(dim, mlp_ratio=mlp_ratio, num_heads=num_heads[i], head_dim=head_dim[i],
                              centers=centers[i], regions=regions[i], norm_layer=nn.LayerNorm, drop_path=rates[i][j],
-                             layer_scale_init_value=layer_scale_init_value)
+                             layer_scale_init_value=layer_scale_init_value, region_mode=region_mode,
+                             region_size=region_size[i])
                 for j in range(depths[i])))
             prev = dim
         if pool not in ("mean", "max"):
@@ -155,6 +166,10 @@ VARIANTS: dict[str, dict] = {
     "pointcoc_tiny": dict(),
     "pointcoc_small": dict(embed_dim=64, dims=(128, 256, 512), depths=(2, 2, 2), num_heads=(4, 8, 8),
                            head_dim=(32, 32, 64), centers=(4, 4, 4), regions=(16, 4, 1), mlp_ratio=2.0),
+    # tiny's widths, with O(N log N) sampling and partition: Hilbert-curve anchors and windows of 16 points
+    # (at 1,024 points the same region sizes as tiny's 16 / 4 / 1 FPS regions)
+    "pointcoc_scale_tiny": dict(sampler="hilbert", region_mode="hilbert", regions=(1, 1, 1),
+                                region_size=(16, 16, 16)),
 }
 
 
@@ -179,3 +194,9 @@ def pointcoc_tiny(**kwargs) -> PointCoC:
 def pointcoc_small(**kwargs) -> PointCoC:
     """3D Context Cluster, small: wider and deeper than tiny."""
     return _create_point_coc("pointcoc_small", **kwargs)
+
+
+@register("point")
+def pointcoc_scale_tiny(**kwargs) -> PointCoC:
+    """3D Context Cluster for large clouds (10^5-10^6 points): tiny's widths; Hilbert-curve sampling and windows."""
+    return _create_point_coc("pointcoc_scale_tiny", **kwargs)

@@ -198,7 +198,7 @@ def _evenly_spaced(sizes: Sequence[int], samples: Sequence[int], device: torch.d
     s = torch.tensor(list(samples), dtype=torch.long)
     start = torch.cumsum(n, 0) - n
     cloud = torch.repeat_interleave(torch.arange(n.numel()), s)
-    j = torch.arange(int(s.sum())) - (torch.cumsum(s, 0) - s)[cloud]
+    j = torch.arange(sum(samples)) - (torch.cumsum(s, 0) - s)[cloud]
     return (start[cloud] + ((2 * j + 1) * n[cloud]) // (2 * s[cloud])).to(device, non_blocking=True)
 
 

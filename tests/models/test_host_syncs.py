@@ -70,8 +70,9 @@ def test_point_coc_forward_makes_at_most_12_reads(name: str) -> None:
     assert n == 1 + stages_with_regions == 3, n
 
 
-@pytest.mark.parametrize("name", ["pointmlp_elite", "pointmlp_coc"])
-def test_pointmlp_forward_reads_only_the_input_check(name: str) -> None:
+@pytest.mark.parametrize("name", ["pointmlp_elite", "pointmlp_coc", "pointcoc_scale_tiny"])
+def test_forward_reads_only_the_input_check(name: str) -> None:
+    """PointMLP; and the scale preset, whose curve windows have sizes known on the host."""
     model = pointcoc.create_model(name).eval()
     assert reads_of(lambda: model(torch.rand(2, 1024, 3))) == 1
 

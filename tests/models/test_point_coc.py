@@ -63,7 +63,7 @@ def test_demo_script_runs() -> None:
     assert "logits (2, 10)" in res.stderr and "flat batch of clouds" in res.stderr
 
 
-@pytest.mark.parametrize("name", ["pointcoc_nano", "pointmlp_elite"])
+@pytest.mark.parametrize("name", ["pointcoc_nano", "pointmlp_elite", "pointcoc_scale_tiny"])
 def test_forward_features_returns_every_stage(name: str) -> None:
     """The encoder hierarchy (for the segmentation decoders): one Points per stage, flat and dense alike."""
     import pointcoc
