@@ -11,7 +11,7 @@ with ``--cpu-allocator reuse`` (the training scripts' default, see
 kernel (``release_freed_memory``), so their resident size follows the live
 tensors (with ``reuse`` a training process keeps freed blocks and stays 4-10 %
 above that peak). Results: a markdown table per section on stderr, and with
-``--out DIR`` a ``benchmark.md``, ``benchmark.csv`` and ``benchmark.png``.
+``--out DIR`` a ``benchmark.md``, ``benchmark.csv`` and ``benchmark.png`` (and ``benchmark_scale.png``).
 
 Sections:
     machine   fp32 matmul peak (GFLOP/s)
@@ -24,6 +24,9 @@ Sections:
               with the same weights and inputs (needs --upstream-cc, a Context-Cluster checkout; skipped
               without it)
     data      HDF5 split load time (seconds per 10k clouds)
+    scale     clouds of 10^3 to 10^6 points: each sampler (N -> N/4; time, peak memory, covering radius),
+              kNN (N/4 queries, k=16), one forward and one training step of pointcoc_scale_tiny; with
+              --out also benchmark_scale.png (log-log, fitted slopes)
 
 Usage:
     python scripts/benchmark.py --out runs/bench                    # everything, whole zoo (21 minutes on 2 cores)
@@ -272,8 +275,61 @@ def make_train_step(model: nn.Module, x: Tensor) -> Callable[[], None]:
     return train_step
 
 
+SCALE_SAMPLERS = ("fps", "fpsample", "morton", "hilbert", "grid")
+SCALE_MODEL = "pointcoc_scale_tiny"
+
+
+def _scale_points(n: int, device: torch.device) -> Tensor:
+    """``[n, 3]`` uniform random points in the unit cube (seeded)."""
+    return torch.rand(n, 3, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def grid_voxel_for(n: int, ratio: int = 4) -> float:
+    """The voxel side that leaves about ``n / ratio`` occupied voxels of ``n`` uniform points in the unit cube
+    (98 % of the ``n / ratio`` cells hold a point)."""
+    return (ratio / n) ** (1 / 3)
+
+
+def subsample_grid_count(n: int) -> int:
+    """How many voxels of :func:`grid_voxel_for` ``n`` uniform points occupy (the grid sampler's samples)."""
+    from pointcoc.ops import Points, subsample
+
+    pos = _scale_points(n, torch.device("cpu"))
+    return subsample(Points(pos), "grid", voxel_size=grid_voxel_for(n)).index.numel()
+
+
+def case_scale(device: torch.device, kind: str, impl: str, n: int) -> Callable[[], object]:
+    """One case of the scale section: ``kind`` "sample" (``impl`` a sampler), "knn", "forward" or "train"."""
+    import pointcoc
+    from pointcoc.ops import Points, knn_points, subsample
+
+    pos = _scale_points(n, device)
+    batch = torch.zeros(n, dtype=torch.long, device=device)
+    if kind == "sample":
+        # a fresh Points per call: a cached curve order must not make the repeats free
+        if impl == "grid":
+            return lambda: subsample(Points.trusted(pos, None, batch, [n]), "grid", voxel_size=grid_voxel_for(n))
+        return lambda: subsample(Points.trusted(pos, None, batch, [n]), impl, -(-n // 4))
+    if kind == "knn":  # a reducer's search: N/4 queries, k = 16 (torch-cluster's KD-tree on the CPU)
+        source = Points.trusted(pos, None, batch, [n])
+        query = pos[torch.randperm(n, generator=torch.Generator().manual_seed(1))[: -(-n // 4)].to(device)]
+        qbatch = torch.zeros(query.shape[0], dtype=torch.long, device=device)
+        return lambda: knn_points(source, query, qbatch, 16)
+    model = pointcoc.create_model(impl).to(device)
+    x = pos[None]
+    if kind == "forward":
+        model.eval()
+
+        def forward() -> None:
+            with torch.no_grad():
+                model(x)
+
+        return forward
+    return make_train_step(model, x)
+
+
 CASES: dict[str, Callable[..., Callable[[], object]]] = {"ops": case_ops, "cluster": case_cluster,
-                                                          "models": case_model}
+                                                          "models": case_model, "scale": case_scale}
 
 
 # ----------------------------------------------------------------------------- sections
@@ -733,6 +789,54 @@ def jpeg_decode_ms(rounds: int = 5, decodes: int = 200) -> dict[str, float]:
     return {name: 1e3 * s for name, s in seconds.items()}
 
 
+def covering_radius(pos: Tensor, samples: Tensor) -> tuple[float, float]:
+    """The largest and the mean distance from a point of ``pos [N, 3]`` to its nearest sample (lower: more even)."""
+    from pointcoc.ops import Points, knn_points
+
+    zeros = torch.zeros(samples.shape[0], dtype=torch.long, device=pos.device)
+    src = Points.trusted(samples, None, zeros, [samples.shape[0]])
+    nearest = knn_points(src, pos, torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device), 1)[:, 0]
+    dist = (pos - samples[nearest]).norm(dim=1)
+    return float(dist.max()), float(dist.mean())
+
+
+def bench_scale(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """Samplers, kNN and the scale preset against the number of points (one cloud of uniform random points)."""
+    from pointcoc.ops import Points, subsample
+
+    rows = []
+    for n in args.scale_points:
+        repeats = args.repeats if n <= 200_000 else 1
+        pos = _scale_points(n, device)
+        cases = [("sample", impl) for impl in SCALE_SAMPLERS] + [("knn", "torch-cluster")]
+        cases += [("forward", SCALE_MODEL), ("train", SCALE_MODEL)]
+        for kind, impl in cases:
+            if impl == "fps" and n > args.scale_fps_max:
+                continue  # O(N S): minutes per call beyond this
+            params = {"kind": kind, "impl": impl, "n": n}
+            t = measure(case_scale(device, **params), device, 1, repeats)
+            row: dict[str, Any] = {"section": "scale", "case": f"{kind} {impl}", "n": n, "ms": 1e3 * t,
+                                   "points_s": round(n / t), "peak_mb": _memory(args, "scale", params, device),
+                                   "_params": params}
+            if kind == "sample":
+                points = Points.trusted(pos, None, torch.zeros(n, dtype=torch.long, device=device), [n])
+                sub = subsample(points, "grid", voxel_size=grid_voxel_for(n)) if impl == "grid" \
+                    else subsample(points, impl, -(-n // 4))
+                row["samples"] = sub.index.numel()
+                row["cover_max"], row["cover_mean"] = covering_radius(pos, pos[sub.index])
+            rows.append(row)
+            log.info("scale %s %s N=%d: %.1f ms", kind, impl, n, 1e3 * t)
+    return rows
+
+
+def fitted_slope(points: list[tuple[int, float]], from_n: int = 10_000) -> float | None:
+    """The slope of log(time) against log(N) by least squares, over ``N >= from_n`` (None with fewer than 2)."""
+    pts = [(n, t) for n, t in points if n >= from_n and t > 0]
+    if len(pts) < 2:
+        return None
+    return float(np.polyfit(np.log([p[0] for p in pts]), np.log([p[1] for p in pts]), 1)[0])
+
+
 def bench_data(args: argparse.Namespace, device: torch.device) -> list[dict]:
     from pointcoc.data import load_time_benchmark
 
@@ -741,7 +845,7 @@ def bench_data(args: argparse.Namespace, device: torch.device) -> list[dict]:
 
 
 SECTIONS = {"machine": bench_machine, "ops": bench_ops, "cluster": bench_cluster, "models": bench_models,
-            "upstream": bench_upstream, "data": bench_data}
+            "upstream": bench_upstream, "data": bench_data, "scale": bench_scale}
 
 
 # ----------------------------------------------------------------------------- goals and output
@@ -771,6 +875,7 @@ def goals(rows: list[dict]) -> list[dict]:
         out.append({"goal": f"{r['case']} without O(N^2) memory",
                     "measured": f"{r['ms'] / 1e3:.1f} s, peak {_fmt_mb(mem)} MB (N^2 floats: {quadratic:,.0f} MB)",
                     "met": isinstance(mem, float) and mem < 0.01 * quadratic})
+    out += scale_goals([r for r in rows if r["section"] == "scale"])
     side_by_side = [r for r in rows if r["section"] == "upstream"]
     for r in side_by_side:  # measured against upstream's code in this run, never against a figure from elsewhere
         out.append({"goal": f"{r['case']} training step at least 2x upstream's (side by side in this run, "
@@ -792,8 +897,54 @@ def goals(rows: list[dict]) -> list[dict]:
     return out
 
 
+def scale_goals(rows: list[dict]) -> list[dict]:
+    """Issue 13's goals: 10^6 -> 2.5 * 10^5 sampling under 1 s; the scale preset's training step near-linear."""
+    out = []
+    by = {(r["case"], r["n"]): r for r in rows}
+    for impl in ("hilbert", "morton", "grid", "fpsample"):
+        r = by.get((f"sample {impl}", 1_000_000))
+        if r:
+            out.append({"goal": f"sampling 10^6 -> 2.5x10^5 points under 1 s ({impl})",
+                        "measured": f"{r['ms'] / 1e3:.2f} s ({r['samples']:,} samples)", "met": r["ms"] < 1000})
+    small, big = by.get((f"train {SCALE_MODEL}", 16_384)), by.get((f"train {SCALE_MODEL}", 131_072))
+    if small and big:
+        ratio = big["points_s"] / small["points_s"]
+        text = f"{big['points_s']:,.0f} vs {small['points_s']:,.0f} points/s ({100 * ratio:.0f} %)"
+        met = ratio >= 0.5
+        if isinstance(small.get("peak_mb"), float) and isinstance(big.get("peak_mb"), float):
+            mem = big["peak_mb"] / max(small["peak_mb"], 1e-3)
+            text += f"; peak {big['peak_mb']:,.0f} vs {small['peak_mb']:,.0f} MB ({mem:.1f}x)"
+            met = met and mem <= 10
+        out.append({"goal": f"{SCALE_MODEL} training step at 131,072 points: >= 50 % of the points/s at 16,384, "
+                            "peak memory within 10x", "measured": text, "met": met})
+    return out
+
+
+def plot_scale(rows: list[dict], path: Path) -> None:
+    """Time against N on log-log axes, one line per case, the fitted slope in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for case in dict.fromkeys(r["case"] for r in rows):
+        pts = sorted((r["n"], r["ms"]) for r in rows if r["case"] == case)
+        slope = fitted_slope(pts)
+        label = case + ("" if slope is None else f" (slope {slope:.2f})")
+        ax.loglog(*zip(*pts), marker="o", label=label)
+    ax.set(xlabel="points N", ylabel="ms", title="scale: samplers (N -> N/4), kNN (N/4 queries, k=16), "
+                                                 f"{SCALE_MODEL}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 _UPSTREAM_SKIPPED = f"skipped: no --upstream-cc (a checkout of {UPSTREAM_URL})"
-_THREE_DIGITS = {"speedup", "upstream_step_s", "pointcoc_step_s"}  # shown with 3 significant digits
+# shown with 3 significant digits
+_THREE_DIGITS = {"speedup", "upstream_step_s", "pointcoc_step_s", "cover_max", "cover_mean"}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -865,6 +1016,11 @@ def main() -> None:
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--num-points", type=int, default=1024)
     parser.add_argument("--data-clouds", type=int, default=10_000)
+    parser.add_argument("--scale-points", type=int, nargs="+",
+                        default=[1_000, 10_000, 16_384, 100_000, 131_072, 1_000_000],
+                        help="cloud sizes of the scale section")
+    parser.add_argument("--scale-fps-max", type=int, default=16_384,
+                        help="largest cloud the scale section runs exact FPS on (O(N S): minutes at 10^5)")
     parser.add_argument("--upstream-cc", type=Path, metavar="DIR",
                         help=f"a Context-Cluster checkout ({UPSTREAM_URL}): a work tree, or a git dir whose HEAD is "
                              "extracted with git archive; enables the upstream section")
@@ -940,6 +1096,9 @@ def _run(args: argparse.Namespace) -> None:
             writer.writeheader()
             writer.writerows(rows)
         plot(rows, args.out / "benchmark.png")
+        scale = [r for r in rows if r["section"] == "scale"]
+        if scale:
+            plot_scale(scale, args.out / "benchmark_scale.png")
         log.info("wrote %s/benchmark.{md,csv,png}", args.out)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 
@@ -27,18 +28,47 @@ def test_benchmark_runs(tmp_path) -> None:
     out = tmp_path / "bench"
     cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--repeats", "1", "--no-memory", "--points", "500",
            "--op-batches", "1", "--cluster-points", "64", "--centers", "4", "--models", "pointcoc_nano",
-           "--batch-size", "2", "--num-points", "256", "--data-clouds", "200", "--out", str(out)]
+           "--batch-size", "2", "--num-points", "256", "--data-clouds", "200", "--scale-points", "300", "1000",
+           "--out", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     report = (out / "benchmark.md").read_text()
-    for section in ("## machine", "## ops", "## cluster", "## models", "## data"):
+    for section in ("## machine", "## ops", "## cluster", "## models", "## data", "## scale"):
         assert section in report
     assert "--cpu-allocator reuse" in report.splitlines()[0]  # the timings' allocator setting is reported
     rows = (out / "benchmark.csv").read_text().splitlines()
-    assert rows[0].startswith("section,case") and len(rows) == 1 + 1 + 4 + 3 + 1 + 4 + 2
-    jpeg = [r for r in rows if r.startswith('data,"jpeg 512x600 ms')]
-    assert len(jpeg) == 2 and all(float(r.rsplit(",", 1)[1]) > 0 for r in jpeg)  # Pillow and load_image, timed
+    assert rows[0].startswith("section,case") and len(rows) == 1 + 1 + 4 + 3 + 1 + 4 + 2 + 2 * 8
+    table = list(csv.DictReader(rows))
+    jpeg = [r for r in table if r["case"].startswith("jpeg 512x600 ms")]
+    assert len(jpeg) == 2 and all(float(r["value"]) > 0 for r in jpeg)  # Pillow and load_image, timed
     assert (out / "benchmark.png").stat().st_size > 10_000
+    scale = [r for r in table if r["section"] == "scale"]
+    assert [r["case"] for r in scale if r["n"] == "1000"] == [  # every sampler, kNN, forward, train
+        "sample fps", "sample fpsample", "sample morton", "sample hilbert", "sample grid", "knn torch-cluster",
+        "forward pointcoc_scale_tiny", "train pointcoc_scale_tiny"]
+    assert all(float(r["ms"]) > 0 and (r["samples"] == "" or int(r["samples"]) > 0) for r in scale)
+    assert (out / "benchmark_scale.png").stat().st_size > 10_000
+
+
+def test_benchmark_scale_helpers() -> None:
+    bench = load_script("benchmark")
+    assert abs(bench.fitted_slope([(10**k, 3.0 * 10 ** (1.5 * k)) for k in range(3, 7)]) - 1.5) < 1e-9
+    assert bench.fitted_slope([(10**3, 1.0), (10**5, 2.0)]) is None  # one point at N >= 10^4: no slope
+    pos = torch.rand(4000, 3, generator=torch.Generator().manual_seed(0))
+    worst, mean = bench.covering_radius(pos, pos)
+    assert worst == mean == 0.0
+    worst, mean = bench.covering_radius(pos, pos[:1])
+    assert worst == float((pos - pos[0]).norm(dim=1).max()) and 0 < mean < worst
+    n = 200_000
+    assert 0.9 * n / 4 < bench.subsample_grid_count(n) < 1.05 * n / 4
+    rows = [{"case": "sample hilbert", "n": 1_000_000, "ms": 400.0, "samples": 250_000},
+            {"case": "sample morton", "n": 1_000_000, "ms": 1500.0, "samples": 250_000},
+            {"case": "train pointcoc_scale_tiny", "n": 16_384, "points_s": 40_000.0, "peak_mb": 100.0},
+            {"case": "train pointcoc_scale_tiny", "n": 131_072, "points_s": 19_000.0, "peak_mb": 900.0}]
+    met = {g["goal"].split("(")[-1]: g["met"] for g in bench.scale_goals(rows)}
+    assert met["hilbert)"] is True and met["morton)"] is False
+    train = next(g for g in bench.scale_goals(rows) if "training step" in g["goal"])
+    assert train["met"] is False and "(48 %)" in train["measured"] and "(9.0x)" in train["measured"]
 
 
 def test_peak_memory_sees_the_dense_tensor(monkeypatch) -> None:
