@@ -36,3 +36,10 @@ def test_points_example_runs_and_prints_what_it_says() -> None:
                      "[(175, 275), (44, 69), (11, 18)]", "torch.Size([2, 40]) torch.Size([2, 40])"]
     comments = re.findall(r"print\(.*\)\s+# (.*)", example)
     assert [c.strip() for c in comments[:3]] == lines[:3]  # what the README says it prints
+
+
+def test_samplers_example_runs_and_prints_what_it_says() -> None:
+    example, printed = run_example('subsample(points, "hilbert"')
+    lines = printed.strip().splitlines()
+    assert lines == ["(25000, 12500) 37500", "(1920, 1920) torch.Size([150000])"]
+    assert [c.strip() for c in re.findall(r"print\(.*\)\s+# (.*)", example)] == lines
