@@ -32,7 +32,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pointcoc.errors import renamed_arguments
-from pointcoc.ops import Points, canonical_points, fps_padded, fps_points, knn_padded, knn_points, serial_order
+from pointcoc.ops import (
+    Points,
+    canonical_points,
+    fps_padded,
+    fps_points,
+    group_padded,
+    knn_padded,
+    knn_points,
+    serial_windows,
+)
 
 __all__ = ["cluster_mix", "grid_proposal", "PointPartition", "point_partition", "ContextCluster", "pair",
            "REGION_MODES", "ClusterAssignment", "record_assignments", "compat_points", "compat_output"]
@@ -310,11 +319,7 @@ def point_partition(points: Points | Tensor, batch: Tensor | None = None, num_re
         members, region_sorted, sizes, n, local = _assign_regions(points, num_regions)
     else:
         members, region_sorted, sizes, n, local = _serial_windows(points, region_mode, region_size)
-    slot = torch.arange(P, device=pos.device) - (torch.cumsum(sizes, 0) - sizes)[region_sorted]
-    index = torch.zeros(sizes.numel(), n, dtype=torch.long, device=pos.device)
-    mask = torch.zeros(sizes.numel(), n, dtype=torch.bool, device=pos.device)
-    index[region_sorted, slot] = members
-    mask[region_sorted, slot] = True
+    index, mask, slot = group_padded(members, region_sorted, sizes, n)
     inverse = torch.empty(P, dtype=torch.long, device=pos.device)
     inverse[members] = region_sorted * n + slot
     if num_centers == 1:
@@ -379,23 +384,11 @@ def _serial_windows(points: Points, curve: str, region_size: int) -> tuple[Tenso
 
     Returns what :func:`_assign_regions` returns; every size is known on the host (no sync).
     """
-    device = points.pos.device
-    order = serial_order(points, curve)
-    n_b = points.counts
     per_cloud = [-(-n // region_size) for n in points.sizes]
-    windows = torch.tensor(per_cloud, dtype=torch.long)  # [B], on the host
-    w_ptr = torch.cumsum(windows, 0) - windows
-    cloud = points.batch[order]
-    rank = torch.arange(points.num_points, device=device) - points.ptr[:-1].to(device, non_blocking=True)[cloud]
-    win_d, n_d = windows.to(device, non_blocking=True), n_b.to(device, non_blocking=True)
-    region = w_ptr.to(device, non_blocking=True)[cloud] + (rank * win_d[cloud]) // n_d[cloud]
-    # window w of a cloud holds ranks ceil(w n / W) .. ceil((w + 1) n / W) - 1
-    w_cloud = torch.repeat_interleave(torch.arange(n_b.numel()), windows)
-    w_local = torch.arange(sum(per_cloud)) - w_ptr[w_cloud]
-    bounds = lambda w: -((-w * n_b[w_cloud]) // windows[w_cloud])  # noqa: E731  (ceil(w n / W))
-    sizes = bounds(w_local + 1) - bounds(w_local)
+    order, region, sizes, local = serial_windows(points, curve, per_cloud)
     n = max(-(-n // w) for n, w in zip(points.sizes, per_cloud))  # the largest window
-    return order, region, sizes.to(device, non_blocking=True), n, w_local.to(device, non_blocking=True)
+    device = points.pos.device
+    return order, region, sizes.to(device, non_blocking=True), n, local.to(device, non_blocking=True)
 
 
 def _propose_centers(pos_g: Tensor, mask: Tensor, sizes: Tensor, n: int, num_centers: int,

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from pointcoc.blocks.cluster import compat_points, pair
 from pointcoc.errors import renamed_arguments
-from pointcoc.ops import CURVES, Points, canonical_points, fps_points, knn_points, sample_indices
+from pointcoc.ops import SAMPLERS, Points, canonical_points, fps_points, knn_points, sample_indices
 from pointcoc.ops._checks import check_k
 
 __all__ = ["PointReducer"]
@@ -51,8 +51,8 @@ class PointReducer(nn.Module):
         random_start: start FPS at a random point in training mode.
         sampler: how anchors are picked on point sets: ``"fps"`` (exact FPS in canonical order, the
             object-size models) or a sampler of :func:`pointcoc.ops.sample_indices` for large clouds
-            (``"hilbert"``/``"morton"``: evenly along a space-filling curve, ``O(N log N)``;
-            ``"fpsample"``: bucket FPS on the CPU).
+            (``"window_fps"``: FPS in windows along the Hilbert curve; ``"hilbert"``/``"morton"``: evenly
+            along a space-filling curve, ``O(N log N)``; ``"fpsample"``: bucket FPS on the CPU).
         aggregation: ``"concat"`` (the neighbours side by side -> one linear layer: the grid
             convolution's form) or ``"max"`` (one linear layer shared by the neighbours, then the
             maximum over them: independent of the neighbour order, PointNet++'s form).
@@ -94,8 +94,9 @@ class PointReducer(nn.Module):
             raise ValueError(f"`neighbor_order` must be 'distance' or 'offset', got {neighbor_order!r}")
         if aggregation not in ("concat", "max"):
             raise ValueError(f"`aggregation` must be 'concat' or 'max', got {aggregation!r}")
-        if sampler not in ("fps", "fpsample", *CURVES):
-            raise ValueError(f"`sampler` must be one of {('fps', 'fpsample', *CURVES)}, got {sampler!r}")
+        if sampler not in SAMPLERS or sampler == "grid":
+            raise ValueError(f"`sampler` must be one of {tuple(m for m in SAMPLERS if m != 'grid')} (a count per "
+                             f"cloud), got {sampler!r}")
         self.sampler = sampler
         self.aggregation = aggregation
         self.reduction = reduction

@@ -21,10 +21,13 @@ from pointcoc.ops.samplers import (
     curve_codes,
     grid_pool,
     grid_sample,
+    group_padded,
     sample_indices,
     serial_order,
     serial_sample,
+    serial_windows,
     subsample,
+    window_fps,
 )
 from pointcoc.ops.sampling import (
     canonical_order,
@@ -39,4 +42,5 @@ from pointcoc.ops.sampling import (
 
 __all__ = ["Points", "fps", "knn", "gather", "canonical_order", "fps_padded", "knn_padded", "fps_points",
            "knn_points", "canonical_order_flat", "canonical_points", "SAMPLERS", "CURVES", "Subsample", "subsample",
-           "curve_codes", "serial_order", "serial_sample", "grid_sample", "grid_pool", "sample_indices"]
+           "curve_codes", "serial_order", "serial_sample", "grid_sample", "grid_pool", "sample_indices",
+           "serial_windows", "group_padded", "window_fps"]

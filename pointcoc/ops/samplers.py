@@ -34,12 +34,12 @@ from torch import Tensor
 from pointcoc.ops.points import Points
 
 __all__ = ["SAMPLERS", "CURVES", "Subsample", "subsample", "curve_codes", "serial_order", "serial_sample",
-           "grid_sample", "grid_pool", "sample_indices"]
+           "grid_sample", "grid_pool", "sample_indices", "serial_windows", "group_padded", "window_fps"]
 
 #: the curves of :func:`curve_codes`
 CURVES = ("morton", "hilbert")
 #: the sampler names :func:`subsample` accepts (``"grid"`` takes a voxel size, the others a count)
-SAMPLERS = ("fps", "fpsample", "morton", "hilbert", "grid")
+SAMPLERS = ("fps", "fpsample", "window_fps", "morton", "hilbert", "grid")
 
 
 @dataclass
@@ -211,6 +211,98 @@ def serial_sample(points: Points, samples: Sequence[int], curve: str = "morton",
     return serial_order(points, curve, bits)[_evenly_spaced(points.sizes, samples, points.pos.device)]
 
 
+def serial_windows(points: Points, curve: str, windows: Sequence[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Cut every cloud's curve order into ``windows[b]`` consecutive runs of balanced size (trusted input).
+
+    Window ``w`` of a cloud of ``n`` points holds the ranks ``ceil(w n / W) .. ceil((w + 1) n / W) - 1``
+    of its curve order, so sizes differ by at most one; every size is known on the host.
+
+    Returns:
+        ``order [P]`` (:func:`serial_order`), ``window [P]`` (the global window id of ``points[order]``,
+        cloud-major, non-decreasing), and on the CPU ``sizes [G]`` (points per window) and ``local [G]``
+        (each window's index in its cloud), ``G = sum(windows)``.
+    """
+    return _curve_runs(points, curve, list(windows), list(points.sizes))
+
+
+def _curve_runs(points: Points, curve: str, numer: list[int],
+                denom: list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Runs of the curve order: rank ``r`` of cloud ``b`` goes to run ``floor(r numer_b / denom_b)``
+    (:func:`serial_windows`' returns; no host read)."""
+    device = points.pos.device
+    order = serial_order(points, curve)
+    a, d = torch.tensor(numer, dtype=torch.long), torch.tensor(denom, dtype=torch.long)
+    runs = [((n - 1) * a_b) // d_b + 1 for n, a_b, d_b in zip(points.sizes, numer, denom)]  # last rank's run + 1
+    count = torch.tensor(runs, dtype=torch.long)
+    w_ptr = torch.cumsum(count, 0) - count
+    cloud = points.batch[order]
+    rank = torch.arange(points.num_points, device=device) - points.ptr[:-1].to(device, non_blocking=True)[cloud]
+    a_d, d_d = a.to(device, non_blocking=True), d.to(device, non_blocking=True)
+    window = w_ptr.to(device, non_blocking=True)[cloud] + (rank * a_d[cloud]) // d_d[cloud]
+    w_cloud = torch.repeat_interleave(torch.arange(a.numel()), count)
+    local = torch.arange(sum(runs)) - w_ptr[w_cloud]
+
+    def start(w: Tensor) -> Tensor:  # the first rank of run w: ceil(w d / a), at most n
+        return torch.minimum(-((-w * d[w_cloud]) // a[w_cloud]), points.counts[w_cloud])
+
+    return order, window, start(local + 1) - start(local), local
+
+
+def group_padded(members: Tensor, group: Tensor, sizes: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Lay out ``members [P]``, sorted by ``group [P]``, as padded rows ``[G, n]``.
+
+    Args:
+        members: point indices, groups contiguous and in order.
+        group: the group of each (non-decreasing).
+        sizes: ``[G]`` members per group (on ``members``' device), at most ``n``.
+        n: the padded width.
+
+    Returns:
+        ``index [G, n]`` (0 at padding), ``mask [G, n]`` (real members) and ``slot [P]`` (each member's column).
+    """
+    G, device = sizes.numel(), members.device
+    slot = torch.arange(members.numel(), device=device) - (torch.cumsum(sizes, 0) - sizes)[group]
+    index = torch.zeros(G, n, dtype=torch.long, device=device)
+    mask = torch.zeros(G, n, dtype=torch.bool, device=device)
+    index[group, slot] = members
+    mask[group, slot] = True
+    return index, mask, slot
+
+
+#: samples per window of the ``"window_fps"`` sampler (FPS iterations, whatever the cloud size)
+WINDOW_FPS_SAMPLES = 64
+
+
+def window_fps(points: Points, samples: Sequence[int], curve: str = "hilbert",
+               per_window: int = WINDOW_FPS_SAMPLES) -> Tensor:
+    """FPS inside consecutive windows of the curve order, all windows at once (trusted input).
+
+    Each cloud's curve order is cut into ``ceil(S_b / per_window)`` windows that take ``per_window``
+    of the cloud's ``S_b`` samples each (the last one the rest), each window spanning as many points
+    as its share of ``S_b`` evenly spaced slots along the curve; greedy FPS (:func:`~pointcoc.ops.fps_padded`, from each
+    window's first point along the curve) picks them. ``per_window`` loop steps over all points:
+    ``O(N * per_window)`` time, ``O(N)`` memory, no host sync, the same code on every device. The
+    samples cover the cloud almost as evenly as global FPS (the benchmark's covering radius).
+
+    Returns:
+        ``[sum S]`` global indices, cloud by cloud (window by window, FPS order inside).
+    """
+    from pointcoc.ops.padded import fps_padded
+
+    device = points.pos.device
+    # rank r of a cloud goes to window floor(floor(r S / n) / per_window): window w gets the sample
+    # slots w * per_window .. of the cloud's S evenly spaced slots, and at least as many points
+    order, window, sizes, local = _curve_runs(points, curve, list(samples), [n * per_window for n in points.sizes])
+    w_cloud = torch.repeat_interleave(torch.arange(len(samples)), torch.tensor([-(-s // per_window) for s in samples]))
+    share = (torch.tensor(list(samples))[w_cloud] - local * per_window).clamp(max=per_window)
+    n = max(min(n_b, -(-n_b * per_window // s_b)) for n_b, s_b in zip(points.sizes, samples))  # largest window
+    index, mask, _ = group_padded(order, window, sizes.to(device, non_blocking=True), n)
+    M = min(per_window, max(samples))
+    pick, _ = fps_padded(points.pos[index], M, mask)
+    keep = torch.arange(M, device=device) < share.to(device, non_blocking=True)[:, None]
+    return index.gather(1, pick)[keep]
+
+
 # ----------------------------------------------------------------------------- voxel grid
 def _voxels(points: Points, voxel_size: float | Sequence[float]) -> tuple[Tensor, Tensor, Tensor]:
     """Every point's voxel: ``inverse [P]`` into the occupied voxels (cloud-major, then by cell), the voxel
@@ -309,7 +401,8 @@ def sample_indices(points: Points, method: str, samples: Sequence[int]) -> Tenso
     """``samples[b]`` indices per cloud by a count-based sampler (trusted: ``1 <= samples[b] <= sizes[b]``).
 
     ``method``: ``"fps"`` (exact, torch-cluster, start at each cloud's first point),
-    ``"fpsample"`` (bucket FPS on the CPU; exact FPS on other devices), ``"morton"`` or
+    ``"fpsample"`` (bucket FPS on the CPU; exact FPS on other devices), ``"window_fps"``
+    (FPS in windows along the Hilbert curve, :func:`window_fps`), ``"morton"`` or
     ``"hilbert"`` (evenly along the curve).
 
     Returns:
@@ -319,6 +412,8 @@ def sample_indices(points: Points, method: str, samples: Sequence[int]) -> Tenso
 
     if method in CURVES:
         return serial_sample(points, samples, method)
+    if method == "window_fps":
+        return window_fps(points, samples)
     if method == "fps" or (method == "fpsample" and points.pos.device.type != "cpu"):
         return fps_points(points, samples)
     if method == "fpsample":

@@ -7,10 +7,21 @@ import itertools
 import pytest
 import torch
 
-from pointcoc.ops import Points, curve_codes, fps, grid_pool, grid_sample, serial_order, subsample
+from pointcoc.ops import (
+    Points,
+    curve_codes,
+    fps,
+    grid_pool,
+    grid_sample,
+    group_padded,
+    serial_order,
+    serial_windows,
+    subsample,
+    window_fps,
+)
 from pointcoc.ops.samplers import _hilbert_transpose, _interleave
 
-from reference import naive_curve_cells, naive_grid, naive_morton, naive_serial_sample
+from reference import naive_curve_cells, naive_fps, naive_grid, naive_morton, naive_serial_sample
 
 
 def ragged_points(sizes: list[int], dim: int = 3, seed: int = 0) -> Points:
@@ -95,7 +106,7 @@ def test_serial_sample_matches_naive_with_exact_counts(curve: str) -> None:
     assert torch.equal(subsample(points, curve, samples).index, out.index)  # deterministic
 
 
-@pytest.mark.parametrize("method", ["morton", "hilbert", "fps"])
+@pytest.mark.parametrize("method", ["morton", "hilbert", "fps", "window_fps"])
 def test_flat_equals_dense_and_every_cloud_alone(method: str) -> None:
     pos = torch.rand(3, 80, 3, generator=torch.Generator().manual_seed(2))
     dense = subsample(Points.from_dense(pos), method, 20)
@@ -106,7 +117,7 @@ def test_flat_equals_dense_and_every_cloud_alone(method: str) -> None:
         assert torch.equal(flat.index[20 * b:20 * (b + 1)] - 80 * b, alone)
 
 
-@pytest.mark.parametrize("method", ["morton", "hilbert"])
+@pytest.mark.parametrize("method", ["morton", "hilbert", "window_fps"])
 def test_serial_sample_ignores_the_input_order(method: str) -> None:
     points = ragged_points([300], seed=3)  # 300 random points fall in 300 distinct cells of 2^48
     perm = torch.randperm(300, generator=torch.Generator().manual_seed(0))
@@ -223,3 +234,47 @@ def test_single_point_and_duplicate_clouds() -> None:
         assert curve_codes(points, curve).tolist() == [0] * 5
         assert subsample(points, curve, [1, 2]).index.tolist() == [0, 2, 4]  # duplicates: the input order decides
     assert grid_sample(points, 0.1).index.tolist() == [0, 1]
+
+
+# ----------------------------------------------------------------------------- windows, window FPS
+def test_serial_windows_are_balanced_runs_of_the_curve_order() -> None:
+    points = ragged_points([50, 7, 64])
+    order, window, sizes, local = serial_windows(points, "hilbert", [4, 3, 1])
+    assert torch.equal(order, serial_order(points, "hilbert"))
+    assert sizes.tolist() == [13, 12, 13, 12, 3, 2, 2, 64] and local.tolist() == [0, 1, 2, 3, 0, 1, 2, 0]
+    assert torch.equal(window, torch.repeat_interleave(torch.arange(8), sizes))
+    index, mask, slot = group_padded(order, window, sizes, 64)
+    assert torch.equal(index[mask], order) and mask.sum(1).tolist() == sizes.tolist()
+    assert torch.equal(index[window, slot], order)
+
+
+def test_window_fps_matches_naive_fps_in_each_window() -> None:
+    points = ragged_points([300, 90, 17, 40])
+    samples = [75, 30, 17, 39]
+    per_window = 8
+    got = window_fps(points, samples, per_window=per_window)
+    assert got.numel() == sum(samples) and got.unique().numel() == got.numel()
+    order = serial_order(points, "hilbert")
+    want, start = [], 0
+    for n, s in zip(points.sizes, samples):
+        # rank r -> window floor(floor(r s / n) / per_window): per_window of the s evenly spaced slots each
+        window = [(r * s // n) // per_window for r in range(n)]
+        ranks = order[start:start + n]
+        for w in range(max(window) + 1):
+            members = ranks[[r for r in range(n) if window[r] == w]]
+            want += members[naive_fps(points.pos[members], min(per_window, s - w * per_window))].tolist()
+        start += n
+    assert got.tolist() == want
+    assert torch.equal(subsample(points, "window_fps", samples).index, window_fps(points, samples))
+
+
+def test_window_fps_covers_almost_like_fps() -> None:
+    """Covering radius (the largest distance to the nearest sample) on 4,000 uniform points, 1,000 samples."""
+    pos = torch.rand(4000, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+
+    def cover(idx: torch.Tensor) -> float:
+        return float(torch.cdist(pos, pos[idx]).min(1).values.max())
+
+    exact, windowed = cover(fps(pos, 1000)), cover(subsample(Points(pos), "window_fps", 1000).index)
+    curve = cover(subsample(Points(pos), "hilbert", 1000).index)
+    assert exact < windowed < 1.5 * exact < curve
