@@ -275,7 +275,7 @@ def make_train_step(model: nn.Module, x: Tensor) -> Callable[[], None]:
     return train_step
 
 
-SCALE_SAMPLERS = ("fps", "fpsample", "morton", "hilbert", "grid")
+SCALE_SAMPLERS = ("fps", "fpsample", "window_fps", "morton", "hilbert", "grid")
 SCALE_MODEL = "pointcoc_scale_tiny"
 
 
@@ -901,7 +901,7 @@ def scale_goals(rows: list[dict]) -> list[dict]:
     """Issue 13's goals: 10^6 -> 2.5 * 10^5 sampling under 1 s; the scale preset's training step near-linear."""
     out = []
     by = {(r["case"], r["n"]): r for r in rows}
-    for impl in ("hilbert", "morton", "grid", "fpsample"):
+    for impl in ("window_fps", "hilbert", "morton", "grid", "fpsample"):
         r = by.get((f"sample {impl}", 1_000_000))
         if r:
             out.append({"goal": f"sampling 10^6 -> 2.5x10^5 points under 1 s ({impl})",

@@ -12,6 +12,9 @@ reference CPU it takes minutes for ``10^6 -> 2.5 * 10^5`` points. The samplers h
 * **grid** (``"grid"``): one point per occupied voxel of side ``voxel_size``
   (:func:`grid_sample`), the point nearest the voxel centre, or the voxel means
   (:func:`grid_pool`); the number of samples follows the occupied volume.
+* **window FPS** (``"window_fps"``): greedy FPS inside consecutive runs of the Hilbert order,
+  64 samples per run, every run at once (:func:`window_fps`): ``O(64 N)``, and it covers the
+  cloud almost as evenly as global FPS, which the evenly spaced curve samples do not.
 * **FPS** (``"fps"``): torch-cluster's exact FPS, the object-size models' sampler; and
   ``"fpsample"``: the bucket/KD-tree FPS of the ``fpsample`` package on the CPU (exact
   torch-cluster FPS on CUDA, where it runs in parallel), about 40x faster than exact FPS

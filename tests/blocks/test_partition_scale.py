@@ -133,7 +133,7 @@ def test_scale_preset_flat_equals_alone_and_is_cheap_on_host() -> None:
         flat = model(torch.cat(clouds), batch=batch)
         alone = torch.cat([model(c[None]) for c in clouds])
     torch.testing.assert_close(flat, alone, rtol=1e-5, atol=1e-5)
-    assert all(r.sampler == "hilbert" for r in model.reducers)
+    assert all(r.sampler == "window_fps" for r in model.reducers)
     assert all(b.token_mixer.region_mode == "hilbert" for s in model.stages for b in s)
 
 
