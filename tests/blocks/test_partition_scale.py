@@ -142,3 +142,14 @@ def test_object_models_keep_fps() -> None:
         model = pointcoc.create_model(name)
         assert all(r.sampler == "fps" for r in model.reducers)
         assert all(b.token_mixer.region_mode == "fps" for s in model.stages for b in s)
+
+
+def test_scale_preset_runs_a_100k_point_cloud() -> None:
+    """The issue's bar: a 10^5-point input runs (forward ~1-2 s here; memory linear in N)."""
+    model = pointcoc.create_model("pointcoc_scale_tiny", num_classes=5).eval()
+    pos = torch.rand(1, 100_000, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        stages = model.forward_features(model.prepare(pos))
+        logits = model.forward_head(stages)
+    assert [s.num_points for s in stages] == [25_000, 6_250, 1_563]
+    assert logits.shape == (1, 5) and torch.isfinite(logits).all()
