@@ -45,15 +45,21 @@ def fps_padded(pos: Tensor, num_samples: int, mask: Tensor | None = None) -> tup
         raise ValueError(f"`num_samples` must be >= 1, got {num_samples}")
     mask = _full_mask(pos, mask)
     G, n, D = pos.shape
-    pos = pos.detach()
+    planes = pos.detach().permute(2, 0, 1).contiguous()  # [D, G, n]: one contiguous plane per coordinate
     dist = torch.full((G, n), float("inf"), dtype=pos.dtype, device=pos.device)
     dist = dist.masked_fill(~mask, -1.0)
     cur = mask.to(torch.uint8).argmax(dim=1)  # first valid point (0 for an empty group)
     idx = torch.empty(G, num_samples, dtype=torch.long, device=pos.device)
+    groups = torch.arange(G, device=pos.device)
     for m in range(num_samples):
         idx[:, m] = cur
-        picked = pos.gather(1, cur.view(G, 1, 1).expand(G, 1, D))
-        dist = torch.minimum(dist, (pos - picked).pow(2).sum(-1))
+        picked = planes[:, groups, cur]  # [D, G]
+        # squared distance summed coordinate by coordinate, in order (the same sums as .pow(2).sum(-1));
+        # per-plane in-place ops run 4-7x faster than reductions over a trailing dimension of 3
+        d = (planes[0] - picked[0, :, None]).square_()
+        for k in range(1, D):
+            d += (planes[k] - picked[k, :, None]).square_()
+        torch.minimum(dist, d, out=dist)
         cur = dist.argmax(dim=1)
     valid = torch.arange(num_samples, device=pos.device) < mask.sum(1, keepdim=True)
     return idx, valid
