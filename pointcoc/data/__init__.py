@@ -6,6 +6,8 @@ naming the file and the problem):
 * :func:`modelnet40` - the PointNet HDF5 release ``modelnet40_ply_hdf5_2048`` or any dataset
   in that layout (classes from ``shape_names.txt``);
 * :func:`scanobjectnn` - ScanObjectNN ``h5_files`` (PB_T50_RS, OBJ_BG, OBJ_ONLY);
+* :func:`shapenetpart` - ShapeNetPart part segmentation, the normal-resampled text release or
+  the PointNet HDF5 release (16 categories, 50 parts);
 * :func:`image_folder` - ImageNet-style ``<root>/<split>/<class>/<image>`` folders;
 * :func:`ensure_demo_data` - generates the built-in demo data (points in the ModelNet40
   layout, images in the ImageNet layout) on first use.
@@ -19,6 +21,7 @@ from pointcoc.data.h5 import (SCANOBJECTNN_CLASSES, SCANOBJECTNN_VARIANTS, Datas
                               load_time_benchmark, modelnet40, scanobjectnn)
 from pointcoc.data.images import (BAD_IMAGE_POLICIES, DamagedImageError, ImageFolderDataset, collate_skipping,
                                   image_folder, load_image)
+from pointcoc.data.shapenetpart import SHAPENETPART_PARTS, PartCategories, ShapeNetPart, shapenetpart
 from pointcoc.data.transforms import (Compose, Jitter, NormalizeUnitSphere, RandomDropout, Resample, RotateAxis,
                                       ScaleTranslate, Shuffle, default_train_transform, vote_scales)
 
@@ -27,7 +30,7 @@ __all__ = [
     "load_image", "collate_skipping", "DamagedImageError", "BAD_IMAGE_POLICIES",
     "DemoConfig", "make_demo_clouds", "DatasetNotFoundError", "load_time_benchmark", "SCANOBJECTNN_CLASSES",
     "SCANOBJECTNN_VARIANTS",
-    "DEMO_SHAPES", "DEMO_IMAGE_CLASSES",
+    "DEMO_SHAPES", "DEMO_IMAGE_CLASSES", "ShapeNetPart", "shapenetpart", "PartCategories", "SHAPENETPART_PARTS",
     "Compose", "ScaleTranslate", "Jitter", "RotateAxis", "RandomDropout", "Shuffle", "NormalizeUnitSphere",
     "Resample", "default_train_transform", "vote_scales",
 ]
