@@ -811,7 +811,8 @@ def bench_scale(args: argparse.Namespace, device: torch.device) -> list[dict]:
         cases = [("sample", impl) for impl in SCALE_SAMPLERS] + [("knn", "torch-cluster")]
         cases += [("forward", SCALE_MODEL), ("train", SCALE_MODEL)]
         for kind, impl in cases:
-            if impl == "fps" and n > args.scale_fps_max:
+            exact = impl == "fps" or (impl == "fpsample" and device.type != "cpu")  # fpsample: exact FPS on CUDA
+            if exact and n > args.scale_fps_max:
                 continue  # O(N S): minutes per call beyond this
             params = {"kind": kind, "impl": impl, "n": n}
             t = measure(case_scale(device, **params), device, 1, repeats)

@@ -97,6 +97,9 @@ class PointReducer(nn.Module):
         if sampler not in SAMPLERS or sampler == "grid":
             raise ValueError(f"`sampler` must be one of {tuple(m for m in SAMPLERS if m != 'grid')} (a count per "
                              f"cloud), got {sampler!r}")
+        if random_start and sampler != "fps":
+            raise ValueError(f"`random_start` is for sampler='fps' (a random FPS start); sampler={sampler!r} has "
+                             "no start point to randomise")
         self.sampler = sampler
         self.aggregation = aggregation
         self.reduction = reduction

@@ -22,7 +22,13 @@ reference CPU it takes minutes for ``10^6 -> 2.5 * 10^5`` points. The samplers h
 
 :func:`subsample` is the one entry point: ``subsample(points, "hilbert", num_samples=...)``.
 Every sampler works on a flat batch of clouds of different sizes, is deterministic
-(ties go to the lowest input index), and returns global indices cloud by cloud.
+(ties go to the lowest input index, except inside ``fpsample``), and returns global indices
+cloud by cloud. Greedy FPS (``"fps"``, ``"window_fps"``) can pick coincident points twice
+when a cloud has fewer distinct positions than samples.
+
+On CUDA the curve, grid and window-FPS samplers are the same torch code; ``"fpsample"`` runs
+torch-cluster's CUDA FPS, which is exact but ``O(N * S)`` (one thread block per cloud, the
+samples one after another), and torch-cluster's CUDA kNN is a brute-force scan per query.
 """
 
 from __future__ import annotations
@@ -79,15 +85,16 @@ def _cloud_bounds(points: Points) -> tuple[Tensor, Tensor]:
 
 def _quantise(points: Points, bits: int) -> Tensor:
     """``[P, D]`` int64 cell coordinates in ``0 .. 2^bits - 1`` of each point in its cloud's bounding cube."""
-    lo, side = _cloud_bounds(points)
+    # float32 resolves 2^20 cells exactly enough; half precision would overflow cells / side
+    dtype = torch.float64 if bits > 20 or points.pos.dtype == torch.float64 else torch.float32
+    pos = points.pos.to(dtype)
+    lo, side = _cloud_bounds(Points.trusted(pos, None, points.batch, points.sizes))
     cells = 1 << bits
-    scale = cells / side.clamp_min(torch.finfo(side.dtype).tiny)
+    scale = torch.where(side > 0, cells / side.clamp_min(torch.finfo(dtype).tiny), torch.zeros_like(side))
     if points.num_clouds == 1:
-        rel = (points.pos - lo) * scale
+        rel = (pos - lo) * scale
     else:
-        rel = (points.pos - lo[points.batch]) * scale[points.batch, None]
-    if bits > 20 or rel.dtype not in (torch.float32, torch.float64):  # float32 resolves 2^20 cells exactly enough
-        rel = rel.to(torch.float64)
+        rel = (pos - lo[points.batch]) * scale[points.batch, None]
     return rel.long().clamp_(0, cells - 1)  # rel >= 0: truncation is the floor
 
 
@@ -225,7 +232,11 @@ def serial_windows(points: Points, curve: str, windows: Sequence[int]) -> tuple[
         cloud-major, non-decreasing), and on the CPU ``sizes [G]`` (points per window) and ``local [G]``
         (each window's index in its cloud), ``G = sum(windows)``.
     """
-    return _curve_runs(points, curve, list(windows), list(points.sizes))
+    windows = list(windows)
+    if len(windows) != points.num_clouds or any(not 1 <= w <= n for w, n in zip(windows, points.sizes)):
+        raise ValueError(f"`windows` must give 1..N_b windows for each of the {points.num_clouds} clouds "
+                         f"(sizes {points.sizes}), got {windows}")
+    return _curve_runs(points, curve, windows, list(points.sizes))
 
 
 def _curve_runs(points: Points, curve: str, numer: list[int],
@@ -284,7 +295,8 @@ def window_fps(points: Points, samples: Sequence[int], curve: str = "hilbert",
     of the cloud's ``S_b`` samples each (the last one the rest), each window spanning as many points
     as its share of ``S_b`` evenly spaced slots along the curve; greedy FPS (:func:`~pointcoc.ops.fps_padded`, from each
     window's first point along the curve) picks them. ``per_window`` loop steps over all points:
-    ``O(N * per_window)`` time, ``O(N)`` memory, no host sync, the same code on every device. The
+    ``O(N * per_window)`` time, ``O(N)`` memory (clouds whose windows differ in width by more than 2x
+    are padded cloud by cloud), no host sync, the same code on every device. The
     samples cover the cloud almost as evenly as global FPS (the benchmark's covering radius).
 
     Returns:
@@ -293,17 +305,25 @@ def window_fps(points: Points, samples: Sequence[int], curve: str = "hilbert",
     from pointcoc.ops.padded import fps_padded
 
     device = points.pos.device
+    width = [min(n_b, -(-n_b * per_window // s_b)) for n_b, s_b in zip(points.sizes, samples)]
+    if max(width) > 2 * min(width):  # very different ratios: pad each cloud to its own window width
+        out = []
+        for b, (start, n_b) in enumerate(zip(points.ptr[:-1].tolist(), points.sizes)):
+            cloud = Points.trusted(points.pos[start:start + n_b], None, points.batch[:n_b] * 0, [n_b])
+            out.append(window_fps(cloud, [samples[b]], curve, per_window) + start)
+        return torch.cat(out)
     # rank r of a cloud goes to window floor(floor(r S / n) / per_window): window w gets the sample
     # slots w * per_window .. of the cloud's S evenly spaced slots, and at least as many points
     order, window, sizes, local = _curve_runs(points, curve, list(samples), [n * per_window for n in points.sizes])
     w_cloud = torch.repeat_interleave(torch.arange(len(samples)), torch.tensor([-(-s // per_window) for s in samples]))
     share = (torch.tensor(list(samples))[w_cloud] - local * per_window).clamp(max=per_window)
-    n = max(min(n_b, -(-n_b * per_window // s_b)) for n_b, s_b in zip(points.sizes, samples))  # largest window
-    index, mask, _ = group_padded(order, window, sizes.to(device, non_blocking=True), n)
+    index, mask, _ = group_padded(order, window, sizes.to(device, non_blocking=True), max(width))
     M = min(per_window, max(samples))
     pick, _ = fps_padded(points.pos[index], M, mask)
-    keep = torch.arange(M, device=device) < share.to(device, non_blocking=True)[:, None]
-    return index.gather(1, pick)[keep]
+    # the first share[w] picks of every window, flat positions w * M + j built on the host (no device sync)
+    w_of = torch.repeat_interleave(torch.arange(share.numel()), share)
+    flat = w_of * M + torch.arange(int(sum(samples))) - (torch.cumsum(share, 0) - share)[w_of]
+    return index.gather(1, pick).view(-1)[flat.to(device, non_blocking=True)]
 
 
 # ----------------------------------------------------------------------------- voxel grid
@@ -311,18 +331,23 @@ def _voxels(points: Points, voxel_size: float | Sequence[float]) -> tuple[Tensor
     """Every point's voxel: ``inverse [P]`` into the occupied voxels (cloud-major, then by cell), the voxel
     keys' clouds ``[V]`` and the cell coordinates ``[P, D]`` (from each cloud's minimum corner)."""
     D = points.pos_dim
-    size = torch.as_tensor(voxel_size, dtype=torch.float64).flatten()
+    try:
+        size = torch.as_tensor(voxel_size, dtype=torch.float64).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        size = torch.tensor([math.nan])
     if size.numel() not in (1, D) or not bool(torch.isfinite(size).all()) or bool((size <= 0).any()):
         raise ValueError(f"`voxel_size` must be a positive finite number (or one per coordinate, {D}), "
                          f"got {voxel_size!r}")
-    lo, _ = _cloud_bounds(points)
-    rel = (points.pos - lo[points.batch]).to(torch.float64)
-    cell = (rel / size.to(rel.device)).floor().long()
-    extent = (cell.amax(dim=0) + 1).cpu().tolist() if cell.numel() else [1] * D
-    total = points.num_clouds * math.prod(extent)
+    pos = points.pos.to(torch.float64)
+    lo, _ = _cloud_bounds(Points.trusted(pos, None, points.batch, points.sizes))
+    scaled = ((pos - lo[points.batch]) / size.to(pos.device)).floor()
+    extent = (scaled.amax(dim=0) + 1).cpu().tolist() if scaled.numel() else [1.0] * D
+    total = points.num_clouds * math.prod(extent)  # as floats: no int64 overflow before the check
     if total >= 2**62:
         raise ValueError(f"`voxel_size`={voxel_size!r} gives {total:.3g} cells (more than an int64 key holds); "
                          "use a larger voxel size or crop the cloud first")
+    cell = scaled.long()
+    extent = [int(e) for e in extent]
     key = points.batch.clone()
     for d in range(D):
         key = key * extent[d] + cell[:, d]
@@ -364,11 +389,12 @@ def grid_pool(points: Points, voxel_size: float | Sequence[float]) -> tuple[Poin
     """
     inverse, voxel_cloud, _ = _voxels(points, voxel_size)
     V = voxel_cloud.numel()
-    count = torch.zeros(V, dtype=points.pos.dtype, device=points.pos.device).index_add_(
-        0, inverse, torch.ones_like(points.pos[:, 0]))
+    count = torch.zeros(V, dtype=torch.float64, device=points.pos.device).index_add_(
+        0, inverse, torch.ones(points.num_points, dtype=torch.float64, device=points.pos.device))
 
-    def mean(t: Tensor) -> Tensor:
-        return t.new_zeros(V, t.shape[1]).index_add_(0, inverse, t) / count[:, None].to(t.dtype)
+    def mean(t: Tensor) -> Tensor:  # sums in float64: half-precision sums and counts saturate
+        total = torch.zeros(V, t.shape[1], dtype=torch.float64, device=t.device).index_add_(0, inverse, t.double())
+        return (total / count[:, None]).to(t.dtype)
 
     x = None if points.x is None else mean(points.x)
     sizes = torch.bincount(voxel_cloud, minlength=points.num_clouds).cpu().tolist()
@@ -430,8 +456,8 @@ def subsample(points: Points, method: str, num_samples: int | Sequence[int] | No
 
     Args:
         points: the clouds.
-        method: one of :data:`SAMPLERS`: ``"fps"``, ``"fpsample"``, ``"morton"``, ``"hilbert"``
-            (these take ``num_samples``) or ``"grid"`` (takes ``voxel_size``).
+        method: one of :data:`SAMPLERS`: ``"fps"``, ``"fpsample"``, ``"window_fps"``, ``"morton"``,
+            ``"hilbert"`` (these take ``num_samples``) or ``"grid"`` (takes ``voxel_size``).
         num_samples: samples per cloud, an int or one per cloud, each in ``1..N_b``.
         voxel_size: grid only, the voxel side (or one per coordinate).
 

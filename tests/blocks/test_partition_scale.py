@@ -153,3 +153,8 @@ def test_scale_preset_runs_a_100k_point_cloud() -> None:
         logits = model.forward_head(stages)
     assert [s.num_points for s in stages] == [25_000, 6_250, 1_563]
     assert logits.shape == (1, 5) and torch.isfinite(logits).all()
+
+
+def test_random_start_needs_fps() -> None:
+    with pytest.raises(ValueError, match="`random_start` is for sampler='fps'"):
+        PointReducer(8, 16, num_neighbors=8, reduction=4, sampler="window_fps", random_start=True)

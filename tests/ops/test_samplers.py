@@ -278,3 +278,35 @@ def test_window_fps_covers_almost_like_fps() -> None:
     exact, windowed = cover(fps(pos, 1000)), cover(subsample(Points(pos), "window_fps", 1000).index)
     curve = cover(subsample(Points(pos), "hilbert", 1000).index)
     assert exact < windowed < 1.5 * exact < curve
+
+
+def test_half_precision_positions_keep_their_cells() -> None:
+    """float16 / bfloat16 clouds quantise like the same values in float32 (cells / side must not overflow)."""
+    pos = torch.rand(500, 3, generator=torch.Generator().manual_seed(6))
+    for dtype in (torch.float16, torch.bfloat16):
+        low = pos.to(dtype)
+        for curve in ("morton", "hilbert"):
+            codes = curve_codes(Points(low), curve)
+            assert torch.equal(codes, curve_codes(Points(low.float()), curve)) and codes.unique().numel() > 400
+        pooled, _ = grid_pool(Points(low), 10.0)  # one voxel: the mean of all 500 points
+        torch.testing.assert_close(pooled.pos[0].double(), low.double().mean(0), rtol=0, atol=1e-2)
+
+
+def test_window_fps_with_very_different_ratios_pads_cloud_by_cloud() -> None:
+    points = ragged_points([400, 400])
+    got = window_fps(points, [3, 200], per_window=16)
+    assert got.numel() == 203
+    for b, (s, idx) in enumerate(zip([3, 200], got.split([3, 200]))):
+        alone = window_fps(Points(points.pos[400 * b:400 * (b + 1)]), [s], per_window=16)
+        assert torch.equal(idx - 400 * b, alone)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda p: grid_sample(p, "0.1"), "positive finite"),
+    (lambda p: grid_sample(p, 1e-300), "more than an int64 key holds"),
+    (lambda p: serial_windows(p, "hilbert", [30, 1]), "1..N_b windows"),
+    (lambda p: serial_windows(p, "hilbert", [1]), "1..N_b windows"),
+])
+def test_more_bad_input(call, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        call(ragged_points([20, 10]))
