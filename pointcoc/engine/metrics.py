@@ -1,13 +1,16 @@
-"""Classification metrics that reduce exactly across processes: OA, mAcc, per-class accuracy, top-k."""
+"""Metrics that reduce exactly across processes: classification (OA, mAcc, per-class accuracy, top-k) and
+part segmentation (instance / class mIoU, per-category IoU)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
 from pointcoc.engine.distributed import all_reduce_sum
 
-__all__ = ["ClassificationMeter"]
+__all__ = ["ClassificationMeter", "PartSegMeter"]
 
 
 class ClassificationMeter:
@@ -75,3 +78,84 @@ class ClassificationMeter:
         for k, hits in zip(self.topk, self.topk_hits):
             out[f"top{k}"] = 100.0 * float(hits) / n
         return out
+
+
+class PartSegMeter:
+    """Part-segmentation IoUs in the standard protocol (PointNet++ / PointMLP / PointNeXt test scripts).
+
+    * a point is predicted only among its shape's category's parts (the other parts' logits are ignored);
+    * a shape's IoU is the mean over its category's parts of ``|pred & gt| / |pred | gt|``, a part
+      absent from both prediction and ground truth counting 1;
+    * instance mIoU is the mean over shapes, class mIoU the mean over the categories that occur of
+      their shapes' mean IoU.
+
+    Sums (not means) are kept per category, so :meth:`reduce` over processes is exact.
+
+    Args:
+        part_mask: ``[K, P]`` bool, which of the ``P`` parts belong to each of the ``K`` categories
+            (:meth:`pointcoc.data.PartCategories.part_mask`).
+    """
+
+    def __init__(self, part_mask: Tensor) -> None:
+        if part_mask.dim() != 2 or part_mask.dtype != torch.bool or not bool(part_mask.any(1).all()):
+            raise ValueError(f"`part_mask` must be a [categories, parts] bool tensor with a part in every row, got "
+                             f"{tuple(part_mask.shape)} {part_mask.dtype}")
+        self.part_mask = part_mask.cpu()
+        K = part_mask.shape[0]
+        self.iou_sum = torch.zeros(K, dtype=torch.float64)
+        self.shapes = torch.zeros(K, dtype=torch.float64)
+        self.points = torch.zeros(2, dtype=torch.float64)  # correct, total
+        self.loss_sum = torch.zeros(1, dtype=torch.float64)
+
+    def predict(self, logits: Tensor, category: Tensor) -> Tensor:
+        """``logits [B, N, P]``, ``category [B]`` -> ``[B, N]`` parts, each among its category's parts."""
+        allowed = self.part_mask.to(logits.device)[category]  # [B, P]
+        return logits.masked_fill(~allowed[:, None, :], float("-inf")).argmax(-1)
+
+    def update(self, logits: Tensor, category: Tensor, target: Tensor, loss: float | None = None) -> Tensor:
+        """Add a batch: ``logits [B, N, P]`` (or log-probabilities), ``category [B]``, ``target [B, N]`` parts.
+
+        Shapes of different sizes go in one at a time (``B = 1``). Returns the shapes' IoUs ``[B]``.
+        """
+        if logits.dim() != 3 or logits.shape[-1] != self.part_mask.shape[1] or target.shape != logits.shape[:2] \
+                or category.shape != logits.shape[:1]:
+            raise ValueError(f"expected logits [B, N, {self.part_mask.shape[1]}], category [B], target [B, N]; got "
+                             f"{tuple(logits.shape)}, {tuple(category.shape)}, {tuple(target.shape)}")
+        logits, category, target = logits.detach().float().cpu(), category.detach().long().cpu(), target.detach().cpu()
+        pred = self.predict(logits, category)
+        P = self.part_mask.shape[1]
+        pred_1h = torch.nn.functional.one_hot(pred, P).bool()  # [B, N, P]
+        gt_1h = torch.nn.functional.one_hot(target.long(), P).bool()
+        inter = (pred_1h & gt_1h).sum(1).double()  # [B, P]
+        union = (pred_1h | gt_1h).sum(1).double()
+        iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+        own = self.part_mask[category].double()  # [B, P]: the category's parts only
+        shape_iou = (iou * own).sum(1) / own.sum(1)
+        self.iou_sum.index_add_(0, category, shape_iou)
+        self.shapes.index_add_(0, category, torch.ones_like(shape_iou))
+        self.points += torch.tensor([float((pred == target).sum()), float(target.numel())], dtype=torch.float64)
+        if loss is not None:
+            self.loss_sum += float(loss) * category.numel()
+        return shape_iou
+
+    def reduce(self) -> PartSegMeter:
+        """Sum over all processes (in place); returns self."""
+        K = self.iou_sum.numel()
+        flat = all_reduce_sum(torch.cat([self.iou_sum, self.shapes, self.points, self.loss_sum]))
+        self.iou_sum, self.shapes = flat[:K], flat[K:2 * K]
+        self.points, self.loss_sum = flat[2 * K:2 * K + 2], flat[-1:]
+        return self
+
+    def compute(self) -> dict[str, float | list[float]]:
+        """``instance_miou``, ``class_miou``, ``per_category`` IoU (NaN where no shape occurred), point
+        ``accuracy`` and mean ``loss`` per shape; in percent."""
+        n = float(self.shapes.sum())
+        present = self.shapes > 0
+        per_cat = torch.where(present, self.iou_sum / self.shapes.clamp_min(1), torch.full_like(self.shapes, math.nan))
+        return {
+            "instance_miou": 100.0 * float(self.iou_sum.sum()) / max(n, 1.0),
+            "class_miou": 100.0 * float(per_cat[present].mean()) if bool(present.any()) else 0.0,
+            "per_category": [100.0 * float(v) for v in per_cat],
+            "accuracy": 100.0 * float(self.points[0]) / max(float(self.points[1]), 1.0),
+            "loss": float(self.loss_sum) / max(n, 1.0),
+        }
