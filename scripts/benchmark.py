@@ -25,7 +25,8 @@ Sections:
               without it)
     data      HDF5 split load time (seconds per 10k clouds)
     scale     clouds of 10^3 to 10^6 points: each sampler (N -> N/4; time, peak memory, covering radius),
-              kNN (N/4 queries, k=16), one forward and one training step of pointcoc_scale_tiny; with
+              kNN (N/4 queries, k=16; torch-cluster and, on the CPU, scipy's cKDTree), one forward and
+              one training step of pointcoc_scale_tiny; with
               --out also benchmark_scale.png (log-log, fitted slopes)
 
 Usage:
@@ -310,11 +311,22 @@ def case_scale(device: torch.device, kind: str, impl: str, n: int) -> Callable[[
         if impl == "grid":
             return lambda: subsample(Points.trusted(pos, None, batch, [n]), "grid", voxel_size=grid_voxel_for(n))
         return lambda: subsample(Points.trusted(pos, None, batch, [n]), impl, -(-n // 4))
-    if kind == "knn":  # a reducer's search: N/4 queries, k = 16 (torch-cluster's KD-tree on the CPU)
+    if kind == "knn":  # a reducer's search: N/4 queries, k = 16, by torch-cluster or (CPU) scipy's cKDTree
+        from pointcoc.ops import sampling
+
         source = Points.trusted(pos, None, batch, [n])
         query = pos[torch.randperm(n, generator=torch.Generator().manual_seed(1))[: -(-n // 4)].to(device)]
         qbatch = torch.zeros(query.shape[0], dtype=torch.long, device=device)
-        return lambda: knn_points(source, query, qbatch, 16)
+        threshold = 1 if impl == "kdtree" else 2**62
+
+        def search() -> Tensor:
+            saved, sampling.KDTREE_MIN_POINTS = sampling.KDTREE_MIN_POINTS, threshold
+            try:
+                return knn_points(source, query, qbatch, 16)
+            finally:
+                sampling.KDTREE_MIN_POINTS = saved
+
+        return search
     model = pointcoc.create_model(impl).to(device)
     x = pos[None]
     if kind == "forward":
@@ -809,6 +821,8 @@ def bench_scale(args: argparse.Namespace, device: torch.device) -> list[dict]:
         repeats = args.repeats if n <= 200_000 else 1
         pos = _scale_points(n, device)
         cases = [("sample", impl) for impl in SCALE_SAMPLERS] + [("knn", "torch-cluster")]
+        if device.type == "cpu":
+            cases.append(("knn", "kdtree"))
         cases += [("forward", SCALE_MODEL), ("train", SCALE_MODEL)]
         for kind, impl in cases:
             exact = impl == "fps" or (impl == "fpsample" and device.type != "cpu")  # fpsample: exact FPS on CUDA

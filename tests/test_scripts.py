@@ -37,7 +37,7 @@ def test_benchmark_runs(tmp_path) -> None:
         assert section in report
     assert "--cpu-allocator reuse" in report.splitlines()[0]  # the timings' allocator setting is reported
     rows = (out / "benchmark.csv").read_text().splitlines()
-    assert rows[0].startswith("section,case") and len(rows) == 1 + 1 + 4 + 3 + 1 + 4 + 2 + 2 * 9
+    assert rows[0].startswith("section,case") and len(rows) == 1 + 1 + 4 + 3 + 1 + 4 + 2 + 2 * 10
     table = list(csv.DictReader(rows))
     jpeg = [r for r in table if r["case"].startswith("jpeg 512x600 ms")]
     assert len(jpeg) == 2 and all(float(r["value"]) > 0 for r in jpeg)  # Pillow and load_image, timed
@@ -45,7 +45,7 @@ def test_benchmark_runs(tmp_path) -> None:
     scale = [r for r in table if r["section"] == "scale"]
     assert [r["case"] for r in scale if r["n"] == "1000"] == [  # every sampler, kNN, forward, train
         "sample fps", "sample fpsample", "sample window_fps", "sample morton", "sample hilbert", "sample grid",
-        "knn torch-cluster",
+        "knn torch-cluster", "knn kdtree",
         "forward pointcoc_scale_tiny", "train pointcoc_scale_tiny"]
     assert all(float(r["ms"]) > 0 and (r["samples"] == "" or int(r["samples"]) > 0) for r in scale)
     assert (out / "benchmark_scale.png").stat().st_size > 10_000

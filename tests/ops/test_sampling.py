@@ -149,3 +149,20 @@ def test_canonical_fps_is_permutation_invariant() -> None:
 def test_errors_name_the_problem(call, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_kdtree_search_for_large_cpu_clouds_finds_torch_clusters_neighbours(monkeypatch) -> None:
+    """Above KDTREE_MIN_POINTS the CPU search is scipy's cKDTree: the same neighbours, in the same order."""
+    from pointcoc.ops import Points, knn_points, sampling
+
+    g = torch.Generator().manual_seed(0)
+    sizes = [3000, 40, 1500]
+    source = Points(torch.rand(sum(sizes), 3, generator=g), batch=torch.repeat_interleave(torch.arange(3),
+                                                                                          torch.tensor(sizes)))
+    query = torch.rand(700, 3, generator=g)
+    qbatch = torch.repeat_interleave(torch.tensor([0, 2]), torch.tensor([400, 300]))  # cloud 1 has no queries
+    ref = knn_points(source, query, qbatch, 16)  # torch-cluster: these clouds are below the threshold
+    monkeypatch.setattr(sampling, "KDTREE_MIN_POINTS", 1)
+    got = knn_points(source, query, qbatch, 16)
+    assert torch.equal(got, ref)
+    assert (source.batch[got] == qbatch[:, None]).all()
