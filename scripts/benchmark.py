@@ -1026,7 +1026,7 @@ def main() -> None:
     parser.add_argument("--centers", type=int, nargs="+", default=[4, 16, 49, 196])
     parser.add_argument("--cluster-groups", type=int, default=16)
     parser.add_argument("--cluster-channels", type=int, default=24)
-    parser.add_argument("--models", nargs="+", help="models to time (default: the whole zoo, pointcoc.list_models())")
+    parser.add_argument("--models", nargs="+", help="models to time (default: every image and point classifier)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--num-points", type=int, default=1024)
@@ -1076,7 +1076,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.models is None:
         import pointcoc
 
-        args.models = pointcoc.list_models()
+        args.models = pointcoc.list_models("image") + pointcoc.list_models("point")  # the classifiers
     device = torch.device(args.device)
     chosen = chosen_sections(args)
     log.info("device %s, torch %s, %d threads", device, torch.__version__, torch.get_num_threads())

@@ -164,3 +164,17 @@ def naive_grid(pos: Tensor, voxel: float) -> dict[tuple[int, ...], list[int]]:
     for i, r in enumerate(rows):
         out.setdefault(tuple(int((r[d] - lo[d]) // voxel) for d in range(len(r))), []).append(i)
     return out
+
+
+def assert_fps_knn_records(pos: Tensor, fx: dict) -> None:
+    """pointcoc's FPS and kNN, stage by stage from ``pos [B, N, 3]``, pick the upstream fixture's recorded points
+    (``fps_idx``, ``fps_idx_all_stages``, ``knn_idx_sorted_all_stages``)."""
+    from pointcoc.ops import fps, gather, knn
+
+    assert torch.equal(fps(pos, fx["fps_idx"].shape[1]), fx["fps_idx"])
+    for idx_ref, knn_ref in zip(fx["fps_idx_all_stages"], fx["knn_idx_sorted_all_stages"]):
+        idx = fps(pos, idx_ref.shape[1])
+        assert torch.equal(idx, idx_ref)
+        anchors = gather(pos, idx)
+        assert torch.equal(knn(pos, anchors, knn_ref.shape[2]).sort(dim=-1).values, knn_ref)
+        pos = anchors

@@ -28,7 +28,7 @@ log = logging.getLogger("pointcoc.validate")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Evaluate a checkpoint on a dataset split (OA/mAcc or top-1/top-5).",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, choices=list_models())
+    p.add_argument("--model", required=True, choices=list_models("image") + list_models("point"))
     p.add_argument("--checkpoint", help="pointcoc (last.pt/best.pt) or upstream checkpoint; none: random weights")
     p.add_argument("--dataset", choices=["modelnet40", "scanobjectnn", "demo", "images"], required=True,
                    help="'images' is an ImageNet-style folder (--data-dir, or 'demo')")

@@ -15,6 +15,7 @@ from pointcoc.models.checkpoint import (
 from pointcoc.models.coc import CoC, image_to_points, pixel_features
 from pointcoc.models.point_coc import PointCoC
 from pointcoc.models.pointmlp import PointMLP
+from pointcoc.models.pointmlp_partseg import PointMLPPartSeg
 from pointcoc.models.registry import create_model, list_models, model_kind, register
 from pointcoc.models.upstream import build_from_upstream_config
 
@@ -26,6 +27,7 @@ __all__ = [
     "CoC",
     "PointCoC",
     "PointMLP",
+    "PointMLPPartSeg",
     "image_to_points",
     "pixel_features",
     "build_from_upstream_config",

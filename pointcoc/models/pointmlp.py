@@ -190,6 +190,23 @@ RENAMED = dict(in_channels="in_chans", activation="act_layer", pre_blocks="pre_d
                k_neighbors="num_neighbors", reducers="reductions")
 
 
+def grouper_min_points(groupers: Sequence[LocalGrouper], deepest: int = 1) -> int:
+    """The smallest cloud that every grouper takes (``k`` points, at least one anchor) and that leaves
+    ``deepest`` anchors after the last."""
+
+    def fits(n: int) -> bool:
+        for grouper in groupers:
+            if n < grouper.k or n // grouper.reduction < 1:
+                return False
+            n //= grouper.reduction
+        return n >= deepest
+
+    n = 1
+    while not fits(n):
+        n += 1
+    return n
+
+
 class PointMLP(nn.Module):
     """PointMLP (``cluster=False``) and PointMLP-CoC (``cluster=True``).
 
@@ -256,17 +273,7 @@ class PointMLP(nn.Module):
 
     def min_points(self) -> int:
         """The smallest cloud this model accepts (every stage needs >= 1 anchor and ``k`` points)."""
-        n = 1
-        while not self._fits(n):
-            n += 1
-        return n
-
-    def _fits(self, n: int) -> bool:
-        for grouper in self.local_grouper_list:
-            if n < grouper.k or n // grouper.reduction < 1:
-                return False
-            n //= grouper.reduction
-        return True
+        return grouper_min_points(self.local_grouper_list)
 
     def prepare(self, pos: Tensor | Points, x: Tensor | None = None, batch: Tensor | None = None) -> Points:
         """Check the input once: dense ``pos [B, N, 3]`` / flat ``[sum N, 3]`` (+ ``x``, ``batch``) or a ``Points``."""

@@ -11,7 +11,10 @@ from torch import nn
 from pointcoc.errors import InputError
 from pointcoc.models.checkpoint import load_checkpoint
 
-__all__ = ["register", "create_model", "list_models", "model_kind"]
+__all__ = ["register", "create_model", "list_models", "model_kind", "KINDS"]
+
+#: model kinds: image classifiers, point-cloud classifiers, part segmenters (per-point part logits)
+KINDS = ("image", "point", "partseg")
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +23,9 @@ _KINDS: dict[str, str] = {}
 
 
 def register(kind: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a builder ``fn(**kwargs) -> nn.Module`` under ``fn.__name__`` as an ``"image"`` or ``"point"`` model."""
-    if kind not in ("image", "point"):
-        raise ValueError(f"`kind` must be 'image' or 'point', got {kind!r}")
+    """Register a builder ``fn(**kwargs) -> nn.Module`` under ``fn.__name__`` as a model of ``kind`` (:data:`KINDS`)."""
+    if kind not in KINDS:
+        raise ValueError(f"`kind` must be one of {KINDS}, got {kind!r}")
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if fn.__name__ in _BUILDERS:
@@ -35,7 +38,8 @@ def register(kind: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
 
 
 def list_models(kind: str | None = None) -> list[str]:
-    """Registered model names, sorted; ``kind`` filters to ``"image"`` or ``"point"`` models."""
+    """Registered model names, sorted; ``kind`` filters to one of :data:`KINDS` (``"image"``, ``"point"``,
+    ``"partseg"``)."""
     return sorted(n for n in _BUILDERS if kind is None or _KINDS[n] == kind)
 
 

@@ -2,9 +2,9 @@
 
 Upstream: Context-Cluster (https://github.com/ma-xu/Context-Cluster, ``models/context_cluster.py`` and
 ``pointcloud/models/contextcluster.py``) and PointMLP (https://github.com/ma-xu/pointMLP-pytorch,
-``classification_ModelNet40/models/pointmlp.py``). Upstream's argument names live only here and in
-the models' checkpoint filters. Checkpoint I/O is :mod:`pointcoc.models.checkpoint` (re-exported
-here for code that imported it from this module).
+``classification_ModelNet40/models/pointmlp.py`` and, for part segmentation, ``part_segmentation/model/pointMLP.py``).
+Upstream's argument names live only here and in the models' checkpoint filters. Checkpoint I/O is
+:mod:`pointcoc.models.checkpoint` (re-exported here for code that imported it from this module).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pointcoc.models.checkpoint import (
 )
 from pointcoc.models.coc import CoC
 from pointcoc.models.pointmlp import ACTIVATIONS, PointMLP
+from pointcoc.models.pointmlp_partseg import PointMLPPartSeg
 
 # build_from_upstream_config is this module's own; the rest is re-exported for code that imported it from here.
 __all__ = ["build_from_upstream_config", "load_upstream_state_dict", "load_checkpoint", "read_checkpoint",
@@ -85,19 +86,56 @@ _POINT_SOURCES = {
 }
 
 
-def _pointmlp_from_upstream(args: Mapping[str, Any], cluster: bool, fps_start: int | None) -> PointMLP:
-    a = {**_POINT_DEFAULTS, **args}
+def _check_pointmlp_args(a: Mapping[str, Any], fps_start: int | None) -> None:
+    """What pointcoc's PointMLPs support of upstream's arguments (classification and part segmentation alike)."""
     if a["groups"] != 1:
         raise InputError(f"upstream groups={a['groups']} (grouped residual MLPs) is not supported; use groups=1")
     if a["activation"].lower() not in ACTIVATIONS:
         raise InputError(f"upstream activation {a['activation']!r} is not supported; supported: {sorted(ACTIVATIONS)}")
     if fps_start not in (None, 0):
         raise InputError(f"FPS start index {fps_start} is not supported; pointcoc starts at index 0 (or canonically)")
+
+
+def _pointmlp_from_upstream(args: Mapping[str, Any], cluster: bool, fps_start: int | None) -> PointMLP:
+    a = {**_POINT_DEFAULTS, **args}
+    _check_pointmlp_args(a, fps_start)
     return PointMLP(num_classes=a["class_num"], points=a["points"], embed_dim=a["embed_dim"],
                     res_expansion=a["res_expansion"], act_layer=a["activation"], bias=a["bias"],
                     use_xyz=a["use_xyz"], normalize=a["normalize"], dim_expansion=a["dim_expansion"],
                     pre_depths=a["pre_blocks"], post_depths=a["pos_blocks"], num_neighbors=a["k_neighbors"],
                     reductions=a["reducers"], cluster=cluster)
+
+
+# Defaults of upstream's part-segmentation ``PointMLP`` constructor (not its ``pointMLP`` zoo function).
+_PARTSEG_DEFAULTS: dict[str, Any] = {
+    "num_classes": 50, "points": 2048, "embed_dim": 64, "groups": 1, "res_expansion": 1.0, "activation": "relu",
+    "bias": True, "use_xyz": True, "normalize": "anchor", "dim_expansion": [2, 2, 2, 2], "pre_blocks": [2, 2, 2, 2],
+    "pos_blocks": [2, 2, 2, 2], "k_neighbors": [32, 32, 32, 32], "reducers": [4, 4, 4, 4],
+    "de_dims": [512, 256, 128, 128], "de_blocks": [2, 2, 2, 2], "gmp_dim": 64, "cls_dim": 64,
+}
+_PARTSEG_SOURCE = ("part_segmentation/model/pointMLP.py", "PointMLP")
+
+
+def _partseg_from_upstream(args: Mapping[str, Any], num_categories: int, fps_start: int | None) -> PointMLPPartSeg:
+    a = {**_PARTSEG_DEFAULTS, **args}
+    _check_pointmlp_args(a, fps_start)
+    de_dims = list(a["de_dims"])
+    if len(de_dims) == len(a["de_blocks"]) + 1:
+        # upstream's constructor inserts the encoder's deepest width in front of the list it was given; a config
+        # recorded after construction holds that list: drop the inserted entry when it is that width
+        deepest = a["embed_dim"]
+        for e in a["dim_expansion"]:
+            deepest *= e
+        if de_dims[0] != deepest:
+            raise InputError(f"upstream de_dims {de_dims} has {len(de_dims)} entries for {len(a['de_blocks'])} "
+                             f"decoder levels and does not start with the encoder's width {deepest}")
+        de_dims = de_dims[1:]
+    return PointMLPPartSeg(num_classes=a["num_classes"], num_categories=num_categories, points=a["points"],
+                           embed_dim=a["embed_dim"], res_expansion=a["res_expansion"], act_layer=a["activation"],
+                           bias=a["bias"], use_xyz=a["use_xyz"], normalize=a["normalize"],
+                           dim_expansion=a["dim_expansion"], pre_depths=a["pre_blocks"], post_depths=a["pos_blocks"],
+                           num_neighbors=a["k_neighbors"], reductions=a["reducers"], de_dims=de_dims,
+                           de_blocks=a["de_blocks"], gmp_dim=a["gmp_dim"], cls_dim=a["cls_dim"])
 
 
 def build_from_upstream_config(config: Mapping[str, Any]) -> nn.Module:
@@ -119,5 +157,7 @@ def build_from_upstream_config(config: Mapping[str, Any]) -> nn.Module:
         return _coc_from_upstream(args, config.get("env"))
     if source in _POINT_SOURCES:
         return _pointmlp_from_upstream(args, _POINT_SOURCES[source], config.get("fps_start_index"))
-    supported = [("models/context_cluster.py", "ContextCluster"), *_POINT_SOURCES]
+    if source == _PARTSEG_SOURCE:
+        return _partseg_from_upstream(args, config.get("num_categories", 16), config.get("fps_start_index"))
+    supported = [("models/context_cluster.py", "ContextCluster"), *_POINT_SOURCES, _PARTSEG_SOURCE]
     raise InputError(f"unsupported upstream model {source}; supported: {supported}")

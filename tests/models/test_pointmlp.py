@@ -15,7 +15,8 @@ from pointcoc.models import (
     load_checkpoint,
     load_upstream_state_dict,
 )
-from pointcoc.ops import fps, gather, knn
+
+from reference import assert_fps_knn_records
 
 FIXTURES = ["point_pointmlp_coc_small.pt", "point_pointmlp_small.pt"]
 POINT_ZOO = ["pointmlp", "pointmlp_elite", "pointmlp_coc", "pointcoc_tiny", "pointcoc_small"]
@@ -39,14 +40,7 @@ def test_upstream_parity(fixtures_dir, name: str) -> None:
 @pytest.mark.parametrize("name", FIXTURES)
 def test_fps_and_knn_choose_upstreams_points(fixtures_dir, name: str) -> None:
     fx = torch.load(fixtures_dir / name, weights_only=True)
-    pos = fx["input"].transpose(1, 2).contiguous()
-    assert torch.equal(fps(pos, 128), fx["fps_idx"])
-    for idx_ref, knn_ref in zip(fx["fps_idx_all_stages"], fx["knn_idx_sorted_all_stages"]):
-        idx = fps(pos, idx_ref.shape[1])
-        assert torch.equal(idx, idx_ref)
-        anchors = gather(pos, idx)
-        assert torch.equal(knn(pos, anchors, knn_ref.shape[2]).sort(dim=-1).values, knn_ref)
-        pos = anchors
+    assert_fps_knn_records(fx["input"].transpose(1, 2).contiguous(), fx)
 
 
 def test_zoo_matches_upstream_keys_shapes_and_counts(fixtures_dir) -> None:
