@@ -291,14 +291,6 @@ def grid_voxel_for(n: int, ratio: int = 4) -> float:
     return (ratio / n) ** (1 / 3)
 
 
-def subsample_grid_count(n: int) -> int:
-    """How many voxels of :func:`grid_voxel_for` ``n`` uniform points occupy (the grid sampler's samples)."""
-    from pointcoc.ops import Points, subsample
-
-    pos = _scale_points(n, torch.device("cpu"))
-    return subsample(Points(pos), "grid", voxel_size=grid_voxel_for(n)).index.numel()
-
-
 def case_scale(device: torch.device, kind: str, impl: str, n: int) -> Callable[[], object]:
     """One case of the scale section: ``kind`` "sample" (``impl`` a sampler), "knn", "forward" or "train"."""
     import pointcoc
@@ -312,21 +304,10 @@ def case_scale(device: torch.device, kind: str, impl: str, n: int) -> Callable[[
             return lambda: subsample(Points.trusted(pos, None, batch, [n]), "grid", voxel_size=grid_voxel_for(n))
         return lambda: subsample(Points.trusted(pos, None, batch, [n]), impl, -(-n // 4))
     if kind == "knn":  # a reducer's search: N/4 queries, k = 16, by torch-cluster or (CPU) scipy's cKDTree
-        from pointcoc.ops import sampling
-
         source = Points.trusted(pos, None, batch, [n])
         query = pos[torch.randperm(n, generator=torch.Generator().manual_seed(1))[: -(-n // 4)].to(device)]
         qbatch = torch.zeros(query.shape[0], dtype=torch.long, device=device)
-        threshold = 1 if impl == "kdtree" else 2**62
-
-        def search() -> Tensor:
-            saved, sampling.KDTREE_MIN_POINTS = sampling.KDTREE_MIN_POINTS, threshold
-            try:
-                return knn_points(source, query, qbatch, 16)
-            finally:
-                sampling.KDTREE_MIN_POINTS = saved
-
-        return search
+        return lambda: knn_points(source, query, qbatch, 16, kdtree=impl == "kdtree")
     model = pointcoc.create_model(impl).to(device)
     x = pos[None]
     if kind == "forward":

@@ -122,12 +122,16 @@ class PartSegMeter:
             raise ValueError(f"expected logits [B, N, {self.part_mask.shape[1]}], category [B], target [B, N]; got "
                              f"{tuple(logits.shape)}, {tuple(category.shape)}, {tuple(target.shape)}")
         logits, category, target = logits.detach().float().cpu(), category.detach().long().cpu(), target.detach().cpu()
-        pred = self.predict(logits, category)
-        P = self.part_mask.shape[1]
-        pred_1h = torch.nn.functional.one_hot(pred, P).bool()  # [B, N, P]
-        gt_1h = torch.nn.functional.one_hot(target.long(), P).bool()
-        inter = (pred_1h & gt_1h).sum(1).double()  # [B, P]
-        union = (pred_1h | gt_1h).sum(1).double()
+        pred, target = self.predict(logits, category), target.long()
+        B, P = pred.shape[0], self.part_mask.shape[1]
+        # per (shape, part) counts by bincount over shape * P + part: O(B N), no [B, N, P] one-hots
+        key = torch.arange(B)[:, None] * P
+
+        def counts(ids: Tensor) -> Tensor:
+            return torch.bincount(ids.reshape(-1), minlength=B * P).view(B, P).double()
+
+        inter = counts((key + target)[pred == target])
+        union = counts(key + pred) + counts(key + target) - inter
         iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
         own = self.part_mask[category].double()  # [B, P]: the category's parts only
         shape_iou = (iou * own).sum(1) / own.sum(1)

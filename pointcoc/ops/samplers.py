@@ -40,7 +40,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pointcoc.ops.padded import fps_padded
 from pointcoc.ops.points import Points
+from pointcoc.ops.sampling import fps_points
 
 __all__ = ["SAMPLERS", "CURVES", "Subsample", "subsample", "curve_codes", "serial_order", "serial_sample",
            "grid_sample", "grid_pool", "sample_indices", "serial_windows", "group_padded", "window_fps"]
@@ -202,13 +204,18 @@ def serial_order(points: Points, curve: str = "morton", bits: int | None = None)
     return points.cached(("serial order", curve, bits), build)
 
 
+def _group_ranks(counts: Tensor) -> tuple[Tensor, Tensor]:
+    """For ``counts [G]`` items per group (CPU): each item's group and its rank inside the group, ``[sum counts]``."""
+    group = torch.repeat_interleave(torch.arange(counts.numel()), counts)
+    return group, torch.arange(group.numel()) - (torch.cumsum(counts, 0) - counts)[group]
+
+
 def _evenly_spaced(sizes: Sequence[int], samples: Sequence[int], device: torch.device) -> Tensor:
     """``[sum S]`` flat positions ``ptr_b + floor((j + 1/2) n_b / S_b)``: ``S_b`` evenly spaced slots per cloud."""
     n = torch.tensor(list(sizes), dtype=torch.long)
     s = torch.tensor(list(samples), dtype=torch.long)
+    cloud, j = _group_ranks(s)
     start = torch.cumsum(n, 0) - n
-    cloud = torch.repeat_interleave(torch.arange(n.numel()), s)
-    j = torch.arange(sum(samples)) - (torch.cumsum(s, 0) - s)[cloud]
     return (start[cloud] + ((2 * j + 1) * n[cloud]) // (2 * s[cloud])).to(device, non_blocking=True)
 
 
@@ -249,12 +256,11 @@ def _curve_runs(points: Points, curve: str, numer: list[int],
     runs = [((n - 1) * a_b) // d_b + 1 for n, a_b, d_b in zip(points.sizes, numer, denom)]  # last rank's run + 1
     count = torch.tensor(runs, dtype=torch.long)
     w_ptr = torch.cumsum(count, 0) - count
+    w_cloud, local = _group_ranks(count)
     cloud = points.batch[order]
     rank = torch.arange(points.num_points, device=device) - points.ptr[:-1].to(device, non_blocking=True)[cloud]
     a_d, d_d = a.to(device, non_blocking=True), d.to(device, non_blocking=True)
     window = w_ptr.to(device, non_blocking=True)[cloud] + (rank * a_d[cloud]) // d_d[cloud]
-    w_cloud = torch.repeat_interleave(torch.arange(a.numel()), count)
-    local = torch.arange(sum(runs)) - w_ptr[w_cloud]
 
     def start(w: Tensor) -> Tensor:  # the first rank of run w: ceil(w d / a), at most n
         return torch.minimum(-((-w * d[w_cloud]) // a[w_cloud]), points.counts[w_cloud])
@@ -302,8 +308,6 @@ def window_fps(points: Points, samples: Sequence[int], curve: str = "hilbert",
     Returns:
         ``[sum S]`` global indices, cloud by cloud (window by window, FPS order inside).
     """
-    from pointcoc.ops.padded import fps_padded
-
     device = points.pos.device
     width = [min(n_b, -(-n_b * per_window // s_b)) for n_b, s_b in zip(points.sizes, samples)]
     if max(width) > 2 * min(width):  # very different ratios: pad each cloud to its own window width
@@ -315,21 +319,22 @@ def window_fps(points: Points, samples: Sequence[int], curve: str = "hilbert",
     # rank r of a cloud goes to window floor(floor(r S / n) / per_window): window w gets the sample
     # slots w * per_window .. of the cloud's S evenly spaced slots, and at least as many points
     order, window, sizes, local = _curve_runs(points, curve, list(samples), [n * per_window for n in points.sizes])
-    w_cloud = torch.repeat_interleave(torch.arange(len(samples)), torch.tensor([-(-s // per_window) for s in samples]))
+    w_cloud, _ = _group_ranks(torch.tensor([-(-s // per_window) for s in samples]))  # the runs of _curve_runs
     share = (torch.tensor(list(samples))[w_cloud] - local * per_window).clamp(max=per_window)
     index, mask, _ = group_padded(order, window, sizes.to(device, non_blocking=True), max(width))
     M = min(per_window, max(samples))
     pick, _ = fps_padded(points.pos[index], M, mask)
     # the first share[w] picks of every window, flat positions w * M + j built on the host (no device sync)
-    w_of = torch.repeat_interleave(torch.arange(share.numel()), share)
-    flat = w_of * M + torch.arange(int(sum(samples))) - (torch.cumsum(share, 0) - share)[w_of]
+    w_of, j = _group_ranks(share)
+    flat = w_of * M + j
     return index.gather(1, pick).view(-1)[flat.to(device, non_blocking=True)]
 
 
 # ----------------------------------------------------------------------------- voxel grid
 def _voxels(points: Points, voxel_size: float | Sequence[float]) -> tuple[Tensor, Tensor, Tensor]:
     """Every point's voxel: ``inverse [P]`` into the occupied voxels (cloud-major, then by cell), the voxel
-    keys' clouds ``[V]`` and the cell coordinates ``[P, D]`` (from each cloud's minimum corner)."""
+    keys' clouds ``[V]``, the cell coordinates ``[P, D]`` (from each cloud's minimum corner), the float64
+    offsets from that corner ``[P, D]`` and the voxel sides ``[1 or D]`` (float64, on the points' device)."""
     D = points.pos_dim
     try:
         size = torch.as_tensor(voxel_size, dtype=torch.float64).flatten()
@@ -340,7 +345,9 @@ def _voxels(points: Points, voxel_size: float | Sequence[float]) -> tuple[Tensor
                          f"got {voxel_size!r}")
     pos = points.pos.to(torch.float64)
     lo, _ = _cloud_bounds(Points.trusted(pos, None, points.batch, points.sizes))
-    scaled = ((pos - lo[points.batch]) / size.to(pos.device)).floor()
+    size = size.to(pos.device)
+    rel = pos - lo[points.batch]
+    scaled = (rel / size).floor()
     extent = (scaled.amax(dim=0) + 1).cpu().tolist() if scaled.numel() else [1.0] * D
     total = points.num_clouds * math.prod(extent)  # as floats: no int64 overflow before the check
     if total >= 2**62:
@@ -352,7 +359,7 @@ def _voxels(points: Points, voxel_size: float | Sequence[float]) -> tuple[Tensor
     for d in range(D):
         key = key * extent[d] + cell[:, d]
     uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
-    return inverse, uniq // math.prod(extent), cell
+    return inverse, uniq // math.prod(extent), cell, rel, size
 
 
 def grid_sample(points: Points, voxel_size: float | Sequence[float]) -> Subsample:
@@ -366,11 +373,8 @@ def grid_sample(points: Points, voxel_size: float | Sequence[float]) -> Subsampl
         a :class:`Subsample` with ``index [V]`` (voxel order: cloud by cloud, then by cell),
         ``sizes`` (occupied voxels per cloud) and ``cluster [P]`` (every point's voxel).
     """
-    inverse, voxel_cloud, cell = _voxels(points, voxel_size)
-    size = torch.as_tensor(voxel_size, dtype=torch.float64, device=points.pos.device).flatten()
-    lo, _ = _cloud_bounds(points)
-    centre = (cell.to(torch.float64) + 0.5) * size
-    dist = ((points.pos - lo[points.batch]).to(torch.float64) - centre).pow(2).sum(-1)
+    inverse, voxel_cloud, cell, rel, size = _voxels(points, voxel_size)
+    dist = (rel - (cell.to(torch.float64) + 0.5) * size).pow(2).sum(-1)
     V = voxel_cloud.numel()
     best = dist.new_full((V,), math.inf).scatter_reduce_(0, inverse, dist, "amin")
     arange = torch.arange(points.num_points, device=dist.device)
@@ -387,7 +391,7 @@ def grid_pool(points: Points, voxel_size: float | Sequence[float]) -> tuple[Poin
         the voxel means as a ``Points`` (voxel order, as :func:`grid_sample`) and ``cluster [P]``,
         each input point's voxel. Independent of the input order (up to float rounding).
     """
-    inverse, voxel_cloud, _ = _voxels(points, voxel_size)
+    inverse, voxel_cloud, *_ = _voxels(points, voxel_size)
     V = voxel_cloud.numel()
     count = torch.zeros(V, dtype=torch.float64, device=points.pos.device).index_add_(
         0, inverse, torch.ones(points.num_points, dtype=torch.float64, device=points.pos.device))
@@ -437,8 +441,6 @@ def sample_indices(points: Points, method: str, samples: Sequence[int]) -> Tenso
     Returns:
         ``[sum S]`` global indices, cloud by cloud.
     """
-    from pointcoc.ops.sampling import fps_points  # sampling imports this module's names for its docs
-
     if method in CURVES:
         return serial_sample(points, samples, method)
     if method == "window_fps":

@@ -231,7 +231,7 @@ def knn(pos: Tensor, query: Tensor, k: int, batch: Tensor | None = None,
     return torch.stack([row, col.reshape(-1)])
 
 
-def knn_points(source: Points, query: Tensor, query_batch: Tensor, k: int) -> Tensor:
+def knn_points(source: Points, query: Tensor, query_batch: Tensor, k: int, kdtree: bool | None = None) -> Tensor:
     """:func:`knn` from validated clouds, without checks or host syncs (on the CPU, clouds of at least
     :data:`KDTREE_MIN_POINTS` points are searched with scipy's ``cKDTree``).
 
@@ -240,6 +240,8 @@ def knn_points(source: Points, query: Tensor, query_batch: Tensor, k: int) -> Te
         query: ``[Q, D]`` query positions, in cloud order.
         query_batch: ``[Q]`` sorted cloud id of every query (clouds of ``source``).
         k: neighbours per query.
+        kdtree: search with scipy's ``cKDTree`` (CPU only); ``None``: for clouds of at least
+            :data:`KDTREE_MIN_POINTS` points on the CPU.
 
     Returns:
         ``[Q, k]`` global indices into ``source``, nearest first (ties: lowest index).
@@ -249,7 +251,11 @@ def knn_points(source: Points, query: Tensor, query_batch: Tensor, k: int) -> Te
     Q = query.shape[0]
     if Q == 0:
         return torch.empty(0, k, dtype=torch.long, device=query.device)
-    if src.device.type == "cpu" and max(source.sizes) >= KDTREE_MIN_POINTS:
+    if kdtree is None:
+        kdtree = src.device.type == "cpu" and max(source.sizes) >= KDTREE_MIN_POINTS
+    if kdtree:
+        if src.device.type != "cpu":
+            raise ValueError(f"kdtree=True searches with scipy on the CPU; the points are on {src.device}")
         return _sort_by_distance(src, qry, _kdtree_knn(source, src, qry, query_batch, k))
     edge = torch_cluster.knn(src, qry, k, source.batch, query_batch, batch_size=source.num_clouds)
     if edge.shape[1] != Q * k:
@@ -259,8 +265,9 @@ def knn_points(source: Points, query: Tensor, query_batch: Tensor, k: int) -> Te
 
 
 #: on the CPU, clouds of at least this many points are searched with scipy's ``cKDTree`` (scipy is a
-#: dependency of torch-cluster): the same neighbour sets, 3x faster than torch-cluster's search at 10^6
-#: points here, on all threads. Object-size clouds stay on torch-cluster.
+#: dependency of torch-cluster): the same neighbours, 2.5x faster than torch-cluster's search at 10^6
+#: points here (benchmark --section scale, side by side), on all threads. Object-size clouds stay on
+#: torch-cluster.
 KDTREE_MIN_POINTS = 65_536
 
 

@@ -41,8 +41,8 @@ def test_morton_codes_match_naive_per_cloud(dim: int, bits: int) -> None:
     points = ragged_points([40, 1, 73], dim)
     codes = curve_codes(points, "morton", bits).split(list(points.sizes))
     for pos, got in zip(clouds(points), codes):
-        want = [naive_morton(c, bits) if pos.shape[0] > 1 else 0 for c in naive_curve_cells(pos, bits)] \
-            if pos.shape[0] > 1 else [0]
+        # a one-point cloud has a zero-size cube: its only cell is 0
+        want = [naive_morton(c, bits) for c in naive_curve_cells(pos, bits)] if pos.shape[0] > 1 else [0]
         assert got.tolist() == want
 
 
@@ -184,14 +184,16 @@ def test_grid_pool_means_match_naive() -> None:
     points = ragged_points([120, 80])
     pooled, cluster = grid_pool(points, 2.0)
     assert pooled.num_clouds == 2 and pooled.x.shape == (pooled.num_points, 4)
-    means = []
+    means, point_means = [], torch.empty_like(points.pos)
     for b, (pos, x) in enumerate(zip(clouds(points), points.x.split(list(points.sizes)))):
         vox = naive_grid(pos, 2.0)
         assert pooled.sizes[b] == len(vox)
         means += [(pos[v].mean(0), x[v].mean(0)) for _, v in sorted(vox.items())]
+        for v in vox.values():  # every point's own voxel mean
+            point_means[int(points.ptr[b]) + torch.tensor(v)] = pos[v].mean(0)
     torch.testing.assert_close(pooled.pos, torch.stack([m[0] for m in means]), rtol=0, atol=1e-12)
     torch.testing.assert_close(pooled.x, torch.stack([m[1] for m in means]), rtol=0, atol=1e-12)
-    torch.testing.assert_close(pooled.pos[cluster], pooled.pos[cluster])
+    torch.testing.assert_close(pooled.pos[cluster], point_means, rtol=0, atol=1e-12)  # cluster: each point's voxel
     assert torch.equal(pooled.batch[cluster], points.batch)
 
 

@@ -151,9 +151,9 @@ def test_errors_name_the_problem(call, match: str) -> None:
         call()
 
 
-def test_kdtree_search_for_large_cpu_clouds_finds_torch_clusters_neighbours(monkeypatch) -> None:
+def test_kdtree_search_for_large_cpu_clouds_finds_torch_clusters_neighbours() -> None:
     """Above KDTREE_MIN_POINTS the CPU search is scipy's cKDTree: the same neighbours, in the same order."""
-    from pointcoc.ops import Points, knn_points, sampling
+    from pointcoc.ops import Points, knn_points
 
     g = torch.Generator().manual_seed(0)
     sizes = [3000, 40, 1500]
@@ -162,7 +162,10 @@ def test_kdtree_search_for_large_cpu_clouds_finds_torch_clusters_neighbours(monk
     query = torch.rand(700, 3, generator=g)
     qbatch = torch.repeat_interleave(torch.tensor([0, 2]), torch.tensor([400, 300]))  # cloud 1 has no queries
     ref = knn_points(source, query, qbatch, 16)  # torch-cluster: these clouds are below the threshold
-    monkeypatch.setattr(sampling, "KDTREE_MIN_POINTS", 1)
-    got = knn_points(source, query, qbatch, 16)
+    got = knn_points(source, query, qbatch, 16, kdtree=True)
     assert torch.equal(got, ref)
+    big = Points(torch.rand(70_000, 3, generator=g))  # above KDTREE_MIN_POINTS: cKDTree by default
+    q = torch.rand(50, 3, generator=g)
+    zeros = torch.zeros(50, dtype=torch.long)
+    assert torch.equal(knn_points(big, q, zeros, 8), knn_points(big, q, zeros, 8, kdtree=False))
     assert (source.batch[got] == qbatch[:, None]).all()
