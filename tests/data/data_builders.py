@@ -10,6 +10,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
 from snapshots import snapshot  # noqa: F401 (re-exported for the tests of this folder)
 
 

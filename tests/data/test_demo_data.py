@@ -14,13 +14,22 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from data_builders import snapshot
 from PIL import Image
 
 import pointcoc.data.demo as demo_module
 from pointcoc.data import DEMO_IMAGE_CLASSES, DEMO_SHAPES, DemoConfig, ensure_demo_data, image_folder, modelnet40
-from pointcoc.data.demo import (MARKER, _materialize, global_features, linear_baseline_accuracy, make_demo_clouds,
-                                make_demo_image, write_image_demo, write_point_demo)
+from pointcoc.data.demo import (
+    MARKER,
+    _materialize,
+    global_features,
+    linear_baseline_accuracy,
+    make_demo_clouds,
+    make_demo_image,
+    write_image_demo,
+    write_point_demo,
+)
+
+from data_builders import snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = DemoConfig(train_per_class=3, test_per_class=2, num_points=64, image_train_per_class=2, image_val_per_class=1)

@@ -8,10 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_builders import cloud_arrays, make_modelnet, make_scanobjectnn, snapshot, write_h5
 
-from pointcoc.data import (SCANOBJECTNN_CLASSES, DatasetNotFoundError, PointCloudH5, load_time_benchmark, modelnet40,
-                           scanobjectnn)
+from pointcoc.data import (
+    SCANOBJECTNN_CLASSES,
+    DatasetNotFoundError,
+    PointCloudH5,
+    load_time_benchmark,
+    modelnet40,
+    scanobjectnn,
+)
+
+from data_builders import cloud_arrays, make_modelnet, make_scanobjectnn, snapshot, write_h5
 
 
 @pytest.fixture

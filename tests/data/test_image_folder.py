@@ -12,15 +12,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_builders import snapshot
 from jpegs import damaged_mid_stream, jpeg_bytes
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
-from pointcoc.data import (DamagedImageError, DatasetNotFoundError, ImageFolderDataset, collate_skipping, image_folder,
-                           load_image)
+from pointcoc.data import (
+    DamagedImageError,
+    DatasetNotFoundError,
+    ImageFolderDataset,
+    collate_skipping,
+    image_folder,
+    load_image,
+)
 from pointcoc.errors import InputError, input_error_message
+
+from data_builders import snapshot
 
 
 def save(path: Path, size: tuple[int, int] = (12, 10), mode: str = "RGB", fmt: str = "PNG", value: int = 0) -> Path:

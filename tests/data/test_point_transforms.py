@@ -7,11 +7,23 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_builders import make_modelnet
 from torch.utils.data import DataLoader
 
-from pointcoc.data import (Compose, Jitter, NormalizeUnitSphere, RandomDropout, Resample, RotateAxis, ScaleTranslate,
-                           Shuffle, default_train_transform, modelnet40, vote_scales)
+from pointcoc.data import (
+    Compose,
+    Jitter,
+    NormalizeUnitSphere,
+    RandomDropout,
+    Resample,
+    RotateAxis,
+    ScaleTranslate,
+    Shuffle,
+    default_train_transform,
+    modelnet40,
+    vote_scales,
+)
+
+from data_builders import make_modelnet
 
 
 def cloud(n: int = 50, extra: int = 0, seed: int = 0) -> torch.Tensor:

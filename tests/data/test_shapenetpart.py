@@ -36,9 +36,10 @@ def make_normal(root: Path, shapes: dict[str, list[tuple[str, str, int]]] | None
     parts = {AIRPLANE: [0, 1, 2, 3], MUG: [36, 37]}
     for split, items in shapes.items():
         entries = []
-        for k, (synset, sid, n) in enumerate(items):
+        for synset, sid, n in items:
             (rel / synset).mkdir(exist_ok=True)
-            np.savetxt(rel / synset / f"{sid}.txt", shape_rows(n, parts[synset], seed=hash(sid) % 1000), fmt="%.6f")
+            seed = sum(map(ord, sid))  # not hash(): a str's hash differs from process to process
+            np.savetxt(rel / synset / f"{sid}.txt", shape_rows(n, parts[synset], seed=seed), fmt="%.6f")
             entries.append(f"shape_data/{synset}/{sid}")
         (rel / "train_test_split" / f"shuffled_{split}_file_list.json").write_text(json.dumps(entries))
     return rel
