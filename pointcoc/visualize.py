@@ -9,7 +9,9 @@ The assignments come from the model itself, through
   that stage's points ``[n, 3]`` and their cluster ids ``[n]``;
 * :func:`draw_image_clusters` - the image beside the image tinted by cluster, with cluster
   boundaries (the paper's figure), as a PNG;
-* :func:`draw_point_clusters` - a 3D scatter coloured by cluster, one panel per view, as a PNG.
+* :func:`draw_point_clusters` - a 3D scatter coloured by cluster, one panel per view, as a PNG;
+* :func:`draw_part_segmentation` - a cloud coloured by predicted part, beside the ground truth and
+  the wrong points, one column per view, as a PNG (not tied to a model: it takes the part ids).
 
 Cluster ids are ``region * M + centre`` (see :class:`~pointcoc.blocks.ClusterAssignment`).
 Figures are drawn on matplotlib ``Figure`` objects with the Agg canvas (no pyplot, no display,
@@ -35,11 +37,11 @@ from torch import Tensor, nn
 
 from pointcoc.blocks import ClusterAssignment, ContextCluster, record_assignments
 from pointcoc.errors import InputError
-from pointcoc.models import CoC, PointCoC, PointMLP
+from pointcoc.models import CoC, PointCoC, PointCoCSeg, PointMLP
 
 __all__ = ["image_assignment_map", "point_assignments", "draw_image_clusters", "draw_point_clusters",
            "cluster_colors", "upsample_nearest", "cluster_boundaries", "mixer_name", "PANEL_INCHES",
-           "DEFAULT_VIEWS"]
+           "DEFAULT_VIEWS", "draw_part_segmentation", "PART_VIEWS"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,8 @@ def mixer_name(model: nn.Module, stage: int, block: int) -> str:
     """The module name of the :class:`ContextCluster` of ``stage``/``block``, as :func:`record_assignments` reports it.
 
     ``network.{model.stage_index[stage]}.{block}.token_mixer`` for a :class:`CoC`,
-    ``stages.{stage}.{block}.token_mixer`` for a :class:`PointCoC`.
+    ``stages.{stage}.{block}.token_mixer`` for a :class:`PointCoC`; for a :class:`PointCoCSeg` the encoder's
+    stages come first, then the decoder levels that have blocks, deepest first (``up_blocks.{level}``).
 
     Raises:
         ValueError: ``stage`` or ``block`` out of range (the message gives the valid ranges), or a
@@ -73,6 +76,11 @@ def mixer_name(model: nn.Module, stage: int, block: int) -> str:
     elif isinstance(model, PointCoC):
         stages = list(model.stages)
         prefix = lambda s: f"stages.{s}"  # noqa: E731
+    elif isinstance(model, PointCoCSeg):
+        names = [f"stages.{i}" for i in range(len(model.stages))] + [
+            f"up_blocks.{i}" for i in reversed(range(len(model.up_blocks))) if len(model.up_blocks[i])]
+        stages = [model.get_submodule(n) for n in names]
+        prefix = names.__getitem__
     elif isinstance(model, PointMLP):
         if any(isinstance(m, ContextCluster) for m in model.modules()):
             raise InputError("PointMLP-CoC's context clusters have one centre per kNN group (every point of a "
@@ -81,7 +89,7 @@ def mixer_name(model: nn.Module, stage: int, block: int) -> str:
         raise InputError("PointMLP has no context clusters; use a 3D context-cluster model "
                          "(pointcoc_nano, pointcoc_tiny, pointcoc_small)")
     else:
-        raise InputError(f"cluster drawing supports CoC image models and PointCoC point models, got a "
+        raise InputError(f"cluster drawing supports CoC image models and PointCoC / PointCoCSeg point models, got a "
                          f"{type(model).__name__}")
     _check_index(stage, len(stages), "stage", f"this {type(model).__name__}")
     if len(stages[stage]) == 0:
@@ -145,17 +153,19 @@ def image_assignment_map(model: nn.Module, image: Tensor, stage: int = 0, block:
 
 
 def point_assignments(model: nn.Module, pos: Tensor, stage: int = 0, block: int = 0, head: int = 0,
-                      x: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                      x: Tensor | None = None, category: int | None = None) -> tuple[Tensor, Tensor]:
     """The points of a stage and the cluster each joined, for one cloud, as the model assigns them.
 
     The model runs once in eval mode without gradients (its mode is restored).
 
     Args:
-        model: a :class:`~pointcoc.models.PointCoC` point model.
+        model: a :class:`~pointcoc.models.PointCoC` point model or a :class:`~pointcoc.models.PointCoCSeg`
+            segmenter (its decoder levels follow the encoder's stages, see :func:`mixer_name`).
         pos: ``[N, 3]`` (``[N, pos_dim]``) one cloud's coordinates.
         stage, block: which stage and block (stage ``s`` runs on the cloud after ``s + 1`` reductions).
         head: context-cluster head.
         x: ``[N, in_chans]`` extra per-point features, for a model built with ``in_chans > 0``.
+        category: a part segmenter's category index (required when it has categories).
 
     Returns:
         ``positions [n, 3]`` of the stage's points (a subset of ``pos``) and their cluster ids
@@ -172,7 +182,14 @@ def point_assignments(model: nn.Module, pos: Tensor, stage: int = 0, block: int 
     if not isinstance(pos, Tensor) or pos.dim() != 2:
         shape = tuple(pos.shape) if isinstance(pos, Tensor) else type(pos).__name__
         raise ValueError(f"`pos` must be a tensor [N, {model.pos_dim}] (one cloud), got {shape}")
-    record = _record(model, name, head, pos, x)
+    if isinstance(model, PointCoCSeg) and model.num_categories:
+        if category is None or not 0 <= int(category) < model.num_categories:
+            raise InputError(f"this part segmenter needs `category` in [0, {model.num_categories - 1}], got "
+                             f"{category!r}")
+        one_hot = torch.nn.functional.one_hot(torch.tensor([int(category)]), model.num_categories).float()
+        record = _record(model, name, head, pos, x, one_hot)
+    else:
+        record = _record(model, name, head, pos, x)
     assert record.pos is not None  # PointCoC passes positions to every mixer, in the flat layout
     return record.pos.cpu(), record.clusters[:, head].long().cpu()
 
@@ -360,4 +377,174 @@ def draw_point_clusters(pos: Tensor | np.ndarray, clusters: Tensor | np.ndarray,
                      y=1.0 - 0.5 * _TITLE_INCHES / (PANEL_INCHES + _TITLE_INCHES), va="center", fontsize=10)
     fig.savefig(path, format="png", dpi=dpi)
     log.debug("wrote %s (%d points in %d clusters, %d views)", path, xyz.shape[0], len(ids), len(views))
+    return path
+
+
+# ----------------------------------------------------------------------------- part segmentation
+#: ``(elevation, azimuth)`` in degrees of the default views of :func:`draw_part_segmentation`.
+PART_VIEWS: tuple[tuple[float, float], ...] = ((20, -60), (20, 30), (80, -90))
+
+_PART_DPI = 100
+_IGNORED_RGB = np.full(3, 64 / 255)  # pointcoc.data.files.IGNORE_COLOR (visualize may not import pointcoc.data)
+_RIGHT_RGB = np.full(3, 0.85)  # a right point in the error row
+_WRONG_RGB = np.array([0.9, 0.0, 0.0])  # a wrong point in the error row
+_LEGEND_ROW_INCHES = 0.22
+
+
+def _part_colors(labels: np.ndarray) -> np.ndarray:
+    """``[N, 3]`` float RGB: the colour of each label id (the same id, the same colour, in every row and figure).
+
+    Ids below 20 take :func:`cluster_colors` ``(20)``, later ids the golden-ratio colours of
+    :func:`cluster_colors`; ``-1`` (ignored) is dark grey. These are
+    :func:`pointcoc.data.files.label_colors` divided by 255, the colours of the PLY files it writes.
+    """
+    out = np.tile(_IGNORED_RGB, (labels.shape[0], 1))
+    keep = labels >= 0
+    if keep.any():
+        present, inverse = np.unique(labels[keep], return_inverse=True)
+        colors = np.empty((present.size, 3))
+        small = present < 20
+        colors[small] = cluster_colors(20)[present[small]]
+        if not small.all():
+            colors[~small] = cluster_colors(int(present.max()) + 1)[present[~small]]
+        out[keep] = colors[inverse.reshape(-1)]
+    return out
+
+
+def _part_ids(values: Tensor | np.ndarray, name: str, n: int) -> np.ndarray:
+    arr = np.asarray(values.detach().cpu() if isinstance(values, Tensor) else values)
+    if arr.dtype.kind not in "iu":
+        raise InputError(f"`{name}` must hold integer part ids, got dtype {arr.dtype}")
+    if arr.shape != (n,):
+        raise InputError(f"`{name}` must be [N] = [{n}] (one part id per point of `pos`), got shape "
+                         f"{tuple(arr.shape)}")
+    arr = arr.astype(np.int64)
+    if arr.size and arr.min() < -1:
+        raise InputError(f"`{name}` holds {int(arr.min())} at index {int(np.argmin(arr))}; part ids are >= 0 "
+                         f"(-1 = ignored)")
+    return arr
+
+
+def draw_part_segmentation(pos: Tensor | np.ndarray, pred: Tensor | np.ndarray, target: Tensor | np.ndarray | None,
+                           path: str | Path, *, views: Sequence[tuple[float, float]] = PART_VIEWS,
+                           names: Sequence[str] | None = None, title: str | None = None, point_size: float = 2.0,
+                           vertical_axis: str = "y", max_points: int | None = 100_000) -> Path:
+    """Write a PNG: 3D scatters of a cloud coloured by predicted part, beside the ground truth and the errors.
+
+    One column per view; rows, top to bottom: the prediction, then with ``target`` the ground truth
+    and the errors (wrong points red, right ones light grey, ignored ones dark grey). A part id has
+    the same colour in every row (and in the PLY files of :func:`pointcoc.data.files.write_labeled_ply`:
+    :func:`pointcoc.data.files.label_colors`); ``-1`` (ignored) is dark grey. With ``target``, the
+    row titles give the shape's accuracy over the points whose target is not ``-1``. With ``names``,
+    a legend below the panels names the parts present in ``pred`` or ``target``.
+
+    Args:
+        pos: ``[N, 3]`` positions.
+        pred: ``[N]`` integer predicted part ids.
+        target: ``[N]`` integer ground-truth part ids (``-1`` = ignored), or ``None``.
+        path: the ``.png`` to write (parent folders are created).
+        views: ``(elevation, azimuth)`` pairs in degrees, one column each.
+        names: part names, ``names[i]`` for part id ``i``; every id present must have one.
+        title: optional figure title (the number of points is appended).
+        point_size: marker area in points^2 (wrong points in the error row are drawn twice as large).
+        vertical_axis: the axis drawn upwards (``"y"`` for ShapeNetPart, ``"z"`` for most scans).
+        max_points: draw at most this many points (evenly spaced in index order; the accuracy counts
+            all of them), ``None`` for all; matplotlib's 3D scatter slows down beyond ~10^5 points.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`. The PNG is ``len(views) * PANEL_INCHES * 100`` pixels wide
+        and ``rows * PANEL_INCHES * 100`` high (rows: 1, or 3 with ``target``), plus ``0.5 * 100`` with
+        a title and ``0.22 * 100`` per legend line plus a margin with ``names``.
+
+    Raises:
+        InputError: wrong shapes or dtypes, ``pred``/``target`` lengths that differ from ``pos``,
+            non-finite positions, a part id without a name, bad ``views``/``point_size``/``max_points``,
+            a path that is not ``.png``.
+    """
+    from matplotlib.patches import Patch
+
+    xyz = np.asarray(pos.detach().cpu() if isinstance(pos, Tensor) else pos)
+    if xyz.dtype.kind not in "fiu" or xyz.ndim != 2 or xyz.shape[1] != 3 or xyz.shape[0] == 0:
+        raise InputError(f"`pos` must be a numeric [N, 3] array with N >= 1, got {xyz.dtype} {tuple(xyz.shape)}")
+    xyz = xyz.astype(np.float64)
+    n = xyz.shape[0]
+    bad = ~np.isfinite(xyz).all(axis=1)
+    if bad.any():
+        raise InputError(f"`pos` holds NaN or infinite coordinates (first at index {int(np.argmax(bad))})")
+    predicted = _part_ids(pred, "pred", n)
+    truth = None if target is None else _part_ids(target, "target", n)
+    views = [tuple(v) for v in views]
+    if not views or any(len(v) != 2 for v in views):
+        raise InputError(f"`views` must be a non-empty list of (elevation, azimuth) pairs, got {views!r}")
+    if vertical_axis not in ("x", "y", "z"):
+        raise InputError(f"`vertical_axis` must be 'x', 'y' or 'z', got {vertical_axis!r}")
+    if isinstance(point_size, bool) or not isinstance(point_size, (int, float)) or not point_size > 0:
+        raise InputError(f"`point_size` must be a number > 0, got {point_size!r}")
+    if max_points is not None and (isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1):
+        raise InputError(f"`max_points` must be an int >= 1 or None, got {max_points!r}")
+    present = np.unique(predicted if truth is None else np.concatenate([predicted, truth]))
+    if names is not None:
+        if isinstance(names, str) or not all(isinstance(s, str) for s in names):
+            raise InputError("`names` must be a sequence of part names (names[i] for part id i), got "
+                             f"{names!r}")
+        missing = [int(i) for i in present if i >= len(names)]
+        if missing:
+            raise InputError(f"`names` has {len(names)} entries but part id(s) {missing} are present; give a name "
+                             f"for every part id")
+    path = _check_png(path)
+
+    rows: list[tuple[str, np.ndarray, np.ndarray | None]] = []  # (title, colours, the points drawn on top)
+    if truth is None:
+        rows.append(("prediction", _part_colors(predicted), None))
+    else:
+        valid = truth >= 0
+        wrong = valid & (predicted != truth)
+        counted = int(valid.sum())
+        score = (f"{1.0 - wrong.sum() / counted:.1%} right" if counted else "no labelled points")
+        errors = np.where(valid[:, None], _RIGHT_RGB, _IGNORED_RGB)
+        errors[wrong] = _WRONG_RGB
+        rows += [(f"prediction ({score})", _part_colors(predicted), None),
+                 ("ground truth", _part_colors(truth), None),
+                 (f"errors: {int(wrong.sum())} of {counted} points wrong (red)", errors, wrong)]
+    keep = np.arange(n) if max_points is None or n <= max_points else \
+        np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
+    if keep.size < n:
+        log.info("drawing %d of %d points (max_points=%d)", keep.size, n, max_points)
+
+    handles = []
+    if names is not None:
+        handles = [Patch(color=_part_colors(np.array([i]))[0], label=f"{int(i)}: {names[i]}" if i >= 0 else
+                         "-1: ignored") for i in present]
+    ncol = max(1, min(len(handles), 4 * len(views)))
+    legend_h = (_LEGEND_ROW_INCHES * -(-len(handles) // ncol) + 0.1) if handles else 0.0
+    title_h = _TITLE_INCHES if title else 0.0
+    height = len(rows) * PANEL_INCHES + legend_h + title_h
+    centre = (xyz.max(0) + xyz.min(0)) / 2
+    radius = max(float((xyz.max(0) - xyz.min(0)).max()) / 2, 1e-6)
+
+    fig = Figure(figsize=(len(views) * PANEL_INCHES, height), dpi=_PART_DPI)
+    for r, (label, colors, top) in enumerate(rows):
+        bottom = (legend_h + (len(rows) - 1 - r) * PANEL_INCHES) / height
+        for c, (elev, azim) in enumerate(views):
+            ax = fig.add_axes((c / len(views), bottom, 1.0 / len(views), PANEL_INCHES / height), projection="3d")
+            under = keep if top is None else keep[~top[keep]]
+            ax.scatter(xyz[under, 0], xyz[under, 1], xyz[under, 2], c=colors[under], s=point_size,
+                       depthshade=False, linewidths=0)
+            if top is not None and top[keep].any():
+                over = keep[top[keep]]
+                ax.scatter(xyz[over, 0], xyz[over, 1], xyz[over, 2], c=colors[over], s=2 * point_size,
+                           depthshade=False, linewidths=0)
+            for axis, mid in zip("xyz", centre):
+                getattr(ax, f"set_{axis}lim")(mid - radius, mid + radius)
+            ax.set_box_aspect((1, 1, 1), zoom=1.2)  # no axes drawn: the cloud may fill more of the panel
+            ax.view_init(elev=elev, azim=azim, vertical_axis=vertical_axis)
+            ax.set_axis_off()
+            ax.set_title(f"{label}\nelev {elev:g}, azim {azim:g}", fontsize=8, y=0.95)
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, 0.0), handlelength=1.0, columnspacing=1.0)
+    if title:
+        fig.suptitle(f"{title} ({n} points)", y=1.0 - 0.5 * _TITLE_INCHES / height, va="center", fontsize=10)
+    fig.savefig(path, format="png", dpi=_PART_DPI)
+    log.debug("wrote %s (%d points, %d views, %d rows)", path, n, len(views), len(rows))
     return path

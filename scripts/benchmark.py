@@ -18,12 +18,16 @@ Sections:
     ops       fps / knn (torch-cluster) against pure-torch references, 1k..1M points
     cluster   the cluster step: pointcoc's masked-similarity form, a scatter form and upstream's
               dense [G, M, n, c] form, against the number of centres and points
-    models    training and inference throughput and peak memory (images 224 px, clouds 1024 points);
+    models    training and inference throughput and peak memory (images 224 px, clouds 1024 points, part
+              segmenters 2048 points with normals and a category);
               FLOP utilisation of coc_tiny's training step
     upstream  training steps of pointcoc and of the upstream reference code side by side, in this process,
               with the same weights and inputs (needs --upstream-cc, a Context-Cluster checkout; skipped
               without it)
     data      HDF5 split load time (seconds per 10k clouds)
+    partseg   part segmenters side by side (pointcoc_seg_tiny, pointmlp_partseg): training step rate and
+              peak training memory at 2,048 points; with --partseg-epochs E also E epochs each on the demo
+              part set (best instance / class mIoU); issue 14's goals
     scale     clouds of 10^3 to 10^6 points: each sampler (N -> N/4; time, peak memory, covering radius),
               kNN (N/4 queries, k=16; torch-cluster and, on the CPU, scipy's cKDTree), one forward and
               one training step of pointcoc_scale_tiny; with
@@ -232,13 +236,20 @@ def case_cluster(device: torch.device, impl: str, groups: int, n: int, m: int, c
     return lambda: fn(*tensors, alpha, beta).sum().backward()
 
 
-def _model_inputs(name: str, batch: int, img_size: int, num_points: int, device: torch.device) -> torch.Tensor:
+def _model_inputs(name: str, batch: int, img_size: int, num_points: int, device: torch.device) -> tuple[Tensor, ...]:
+    """Random inputs of ``name``: an image batch; clouds ``[B, N, 3]``; for part segmenters clouds, normals and
+    categories (``seg_points`` points)."""
     from pointcoc.models import model_kind
 
     gen = torch.Generator().manual_seed(0)
-    if model_kind(name) == "image":
-        return torch.randn(batch, 3, img_size, img_size, generator=gen).to(device)
-    return torch.randn(batch, num_points, 3, generator=gen).to(device)
+    kind = model_kind(name)
+    if kind == "image":
+        return (torch.randn(batch, 3, img_size, img_size, generator=gen).to(device),)
+    pos = torch.randn(batch, num_points, 3, generator=gen)
+    if kind == "point":
+        return (pos.to(device),)
+    normals = F.normalize(torch.randn(batch, num_points, 3, generator=gen), dim=-1)
+    return pos.to(device), normals.to(device), (torch.arange(batch) % 16).to(device)
 
 
 def case_model(device: torch.device, name: str, mode: str, batch: int, img_size: int = 224,
@@ -252,14 +263,14 @@ def case_model(device: torch.device, name: str, mode: str, batch: int, img_size:
 
         def infer() -> None:
             with torch.no_grad():
-                model(x)
+                model(*x)
 
         infer.model = model  # type: ignore[attr-defined]
         return infer
-    return make_train_step(model, x)
+    return make_train_step(model, *x)
 
 
-def make_train_step(model: nn.Module, x: Tensor) -> Callable[[], None]:
+def make_train_step(model: nn.Module, *x: Tensor) -> Callable[[], None]:
     """One training step of ``model`` on ``x``: forward, ``logsumexp`` loss, backward, SGD step (lr 1e-3).
 
     Puts the model in training mode; the returned function carries it as ``.model``.
@@ -269,7 +280,7 @@ def make_train_step(model: nn.Module, x: Tensor) -> Callable[[], None]:
 
     def train_step() -> None:
         opt.zero_grad(set_to_none=True)
-        model(x).float().logsumexp(-1).mean().backward()
+        model(*x).float().logsumexp(-1).mean().backward()
         opt.step()
 
     train_step.model = model  # type: ignore[attr-defined]
@@ -379,12 +390,16 @@ def bench_cluster(args: argparse.Namespace, device: torch.device) -> list[dict]:
 def bench_models(args: argparse.Namespace, device: torch.device) -> list[dict]:
     from torch.utils.flop_counter import FlopCounterMode
 
+    from pointcoc.models import model_kind
+
     rows = []
     for name in args.models:
-        row: dict[str, Any] = {"section": "models", "case": name, "batch": args.batch_size}
+        points = args.seg_points if model_kind(name) == "partseg" else args.num_points
+        row: dict[str, Any] = {"section": "models", "case": name, "batch": args.batch_size,
+                               "points": None if model_kind(name) == "image" else points}
         for mode in ("infer", "train"):
             params = {"name": name, "mode": mode, "batch": args.batch_size, "img_size": args.img_size,
-                      "num_points": args.num_points}
+                      "num_points": points}
             fn = case_model(device, **params)
             t = measure(fn, device, 1, args.repeats)
             row[f"{mode}_samples_s"] = args.batch_size / t
@@ -734,7 +749,7 @@ def bench_upstream(args: argparse.Namespace, device: torch.device) -> list[dict]
     for name in args.upstream_models:
         upstream, ours = pairs.pop(name)
         upstream, ours = upstream.to(device), ours.to(device)
-        x = _model_inputs(name, batch, args.img_size, args.num_points, device)
+        (x,) = _model_inputs(name, batch, args.img_size, args.num_points, device)  # a classifier: one input
         # Upstream's point models take [B, 3, N]; its image models take the same NCHW images.
         x_upstream = x.transpose(1, 2).contiguous() if model_kind(name) == "point" else x
         max_abs, rel, agree = forward_difference(upstream, ours, x_upstream, x)
@@ -840,8 +855,78 @@ def bench_data(args: argparse.Namespace, device: torch.device) -> list[dict]:
     return [{"section": "data", "case": f"{k}", "value": v} for k, v in res.items()]
 
 
+PARTSEG_MODELS = ("pointcoc_seg_tiny", "pointmlp_partseg")
+
+
+def bench_partseg(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """Part segmenters side by side: a training step and peak training memory at ``--batch-size`` and
+    ``--seg-points``; with ``--partseg-epochs E`` each also trains E epochs on the demo part set (the demo
+    recipe, the same for both) and reports its best instance / class mIoU and its logged training rate."""
+    rows = []
+    for name in args.partseg_models:
+        params = {"name": name, "mode": "train", "batch": args.batch_size, "num_points": args.seg_points}
+        fn = case_model(device, **params)
+        t = measure(fn, device, 1, args.repeats)
+        row: dict[str, Any] = {"section": "partseg", "case": name, "batch": args.batch_size,
+                               "points": args.seg_points, "train_samples_s": args.batch_size / t,
+                               "train_peak_mb": _memory(args, "models", params, device),
+                               "params": sum(p.numel() for p in fn.model.parameters())}  # type: ignore[attr-defined]
+        del fn
+        if args.partseg_epochs:
+            row.update(demo_partseg_run(name, args.partseg_epochs, device, args.out))
+        rows.append(row)
+        log.info("partseg %s: %s", name, {k: v for k, v in row.items() if k != "section"})
+    return rows
+
+
+def demo_partseg_run(name: str, epochs: int, device: torch.device, out: Path | None) -> dict[str, Any]:
+    """Train ``name`` on the demo part set with ``scripts/train_partseg.py``'s demo recipe; its best mIoUs and
+    median logged training rate (samples/s)."""
+    from pointcoc.engine.partseg import main as train_partseg
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = (out / f"partseg_{name}") if out is not None else Path(tmp) / name
+        summary = train_partseg(["--dataset", "demo", "--model", name, "--epochs", str(epochs), "--workers", "1",
+                                 "--device", device.type, "--output-dir", str(run_dir), "--no-tensorboard"])
+        with (run_dir / "metrics.csv").open() as fh:
+            rates = [float(r["train_samples_s"]) for r in csv.DictReader(fh)]
+    return {"demo_epochs": epochs, "demo_instance_miou": summary["best_instance_miou"],
+            "demo_class_miou": summary["best_class_miou"],
+            "demo_full_instance_miou": summary["final_full_instance_miou"],
+            "demo_train_samples_s": statistics.median(rates)}
+
+
+def partseg_goals(rows: list[dict]) -> list[dict]:
+    """Issue 14's goals: pointcoc_seg_tiny at least pointmlp_partseg's demo instance mIoU at 3x its training
+    throughput, and at most 1/4 of its peak training memory."""
+    by = {r["case"]: r for r in rows}
+    ours, ref = by.get("pointcoc_seg_tiny"), by.get("pointmlp_partseg")
+    if not ours or not ref:
+        return []
+    out = []
+    speed = ours["train_samples_s"] / ref["train_samples_s"]
+    if "demo_instance_miou" in ours and "demo_instance_miou" in ref:
+        out.append({"goal": "pointcoc_seg_tiny: at least pointmlp_partseg's demo instance mIoU at >= 3x its training "
+                            f"throughput ({ours['points']} points, batch {ours['batch']})",
+                    "measured": f"{ours['demo_instance_miou']:.2f} vs {ref['demo_instance_miou']:.2f} mIoU "
+                                f"({ours['demo_epochs']} epochs each); {speed:.1f}x the training step rate "
+                                f"({ours['train_samples_s']:.1f} vs {ref['train_samples_s']:.1f} samples/s)",
+                    "met": ours["demo_instance_miou"] >= ref["demo_instance_miou"] and speed >= 3})
+    else:
+        out.append({"goal": "pointcoc_seg_tiny at >= 3x pointmlp_partseg's training throughput (the mIoU half needs "
+                            "--partseg-epochs)", "measured": f"{speed:.1f}x ({ours['train_samples_s']:.1f} vs "
+                                                             f"{ref['train_samples_s']:.1f} samples/s)",
+                    "met": None if speed >= 3 else False})
+    mo, mr = ours.get("train_peak_mb"), ref.get("train_peak_mb")
+    if isinstance(mo, float) and isinstance(mr, float):
+        out.append({"goal": f"pointcoc_seg_tiny peak training memory at batch {ours['batch']}, {ours['points']} "
+                            "points: at most 1/4 of pointmlp_partseg's",
+                    "measured": f"{mo:,.0f} vs {mr:,.0f} MB ({mr / max(mo, 1e-3):.1f}x less)", "met": mo <= mr / 4})
+    return out
+
+
 SECTIONS = {"machine": bench_machine, "ops": bench_ops, "cluster": bench_cluster, "models": bench_models,
-            "upstream": bench_upstream, "data": bench_data, "scale": bench_scale}
+            "upstream": bench_upstream, "data": bench_data, "scale": bench_scale, "partseg": bench_partseg}
 
 
 # ----------------------------------------------------------------------------- goals and output
@@ -872,6 +957,7 @@ def goals(rows: list[dict]) -> list[dict]:
                     "measured": f"{r['ms'] / 1e3:.1f} s, peak {_fmt_mb(mem)} MB (N^2 floats: {quadratic:,.0f} MB)",
                     "met": isinstance(mem, float) and mem < 0.01 * quadratic})
     out += scale_goals([r for r in rows if r["section"] == "scale"])
+    out += partseg_goals([r for r in rows if r["section"] == "partseg"])
     side_by_side = [r for r in rows if r["section"] == "upstream"]
     for r in side_by_side:  # measured against upstream's code in this run, never against a figure from elsewhere
         out.append({"goal": f"{r['case']} training step at least 2x upstream's (side by side in this run, "
@@ -1011,6 +1097,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--num-points", type=int, default=1024)
+    parser.add_argument("--seg-points", type=int, default=2048, help="points per shape of the part segmenters")
+    parser.add_argument("--partseg-models", nargs="+", default=list(PARTSEG_MODELS), metavar="MODEL",
+                        help="models of the partseg section")
+    parser.add_argument("--partseg-epochs", type=int, default=0,
+                        help="partseg section: also train each model this many epochs on the demo part set")
     parser.add_argument("--data-clouds", type=int, default=10_000)
     parser.add_argument("--scale-points", type=int, nargs="+",
                         default=[1_000, 10_000, 16_384, 100_000, 131_072, 1_000_000],
@@ -1057,7 +1148,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.models is None:
         import pointcoc
 
-        args.models = pointcoc.list_models("image") + pointcoc.list_models("point")  # the classifiers
+        args.models = pointcoc.list_models("image") + pointcoc.list_models("point") + pointcoc.list_models("partseg")
     device = torch.device(args.device)
     chosen = chosen_sections(args)
     log.info("device %s, torch %s, %d threads", device, torch.__version__, torch.get_num_threads())

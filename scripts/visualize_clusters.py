@@ -2,17 +2,23 @@
 """Draw the cluster assignment of one stage/block/head of a context-cluster model as a PNG.
 
 Image models (CoC): the image beside the image tinted by cluster, with cluster boundaries.
-Point models (PointCoC): a 3D scatter of the stage's points coloured by cluster, in several views.
+Point models (PointCoC) and part segmenters (PointCoCSeg: the encoder's stages, then the decoder's levels): a 3D
+scatter of the stage's points coloured by cluster, in several views.
 The assignments are the model's own (``pointcoc.blocks.record_assignments``).
 
 Examples:
     python scripts/visualize_clusters.py --model coc_tiny --checkpoint coc_tiny.pth.tar --image cat.jpg --stage 1
     python scripts/visualize_clusters.py --model pointcoc_tiny --checkpoint runs/demo-x/best.pt --points demo:3
     python scripts/visualize_clusters.py --model pointcoc_small --points cloud.txt --stage 1 --head 2
+    python scripts/visualize_clusters.py --model pointcoc_seg_tiny --checkpoint runs/partseg/best.pt --points demo:0
+    python scripts/visualize_clusters.py --model pointcoc_seg_tiny --checkpoint runs/partseg/best.pt \
+        --points chair.ply --category Chair --stage 4
 
 --checkpoint takes a pointcoc training checkpoint (its class count, image size and number of
 points are used unless given) or an upstream one; without it the weights are random. --points takes a .npy
-or text file [N, 3+] (only xyz is used) or demo:<index>, a cloud of the demo test split.
+or text file [N, 3+] (only xyz is used) or demo:<index>, a cloud of the demo test split. Part segmenters read
+their points with normals (a .ply/.npy/.npz/.txt file, see pointcoc.data.read_point_file, with --category) or
+demo:<index>, a shape of the demo part set's test split.
 Bad input exits with code 2 and a one-line error.
 """
 
@@ -31,10 +37,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pointcoc.data import ensure_demo_data, modelnet40
+from pointcoc.data import (
+    PartCategories,
+    ShapeNetPart,
+    ensure_demo_data,
+    ensure_partseg_demo,
+    modelnet40,
+    read_point_file,
+)
 from pointcoc.data import load_image as pdata_load_image
 from pointcoc.data.transforms import NormalizeUnitSphere
 from pointcoc.engine.cli import exit_on_input_error
+from pointcoc.engine.predict import load_predictor
 from pointcoc.errors import InputError
 from pointcoc.models import (
     create_model,
@@ -69,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="image file (image models)")
     src.add_argument("--points", help="point models: a .npy or text file [N, 3+], or demo:<index> (demo test split)")
-    p.add_argument("--stage", type=int, default=0)
+    p.add_argument("--category", help="part segmenters: the shape's category (demo:<index> knows its own)")
+    p.add_argument("--stage", type=int, default=0,
+                   help="stage (part segmenters: the encoder's stages, then the decoder's levels, deepest first)")
     p.add_argument("--block", type=int, default=0, help="block within the stage")
     p.add_argument("--head", type=int, default=0, help="context-cluster head")
     p.add_argument("--num-classes", type=int,
@@ -212,6 +228,48 @@ def load_points(spec: str, num_points: int, normalize: bool = True,
     return pos, path.name
 
 
+def build_segmenter(cfg: dict[str, Any]) -> tuple[nn.Module, dict[str, Any], PartCategories]:
+    """A part segmenter: the checkpoint's model, config and part table (random weights and ShapeNetPart's
+    table without a checkpoint)."""
+    if cfg.get("checkpoint"):
+        pred = load_predictor(cfg["checkpoint"], cfg["model"], "cpu")
+        assert pred.categories is not None
+        return pred.model, pred.config, pred.categories
+    log.warning("no --checkpoint: %s has random weights, so its clusters reflect the architecture, "
+                "not learnt features", cfg["model"])
+    cats = PartCategories.standard()
+    return (create_model(cfg["model"], num_classes=cats.num_parts, num_categories=cats.num_categories).eval(), {},
+            cats)
+
+
+def load_shape(cfg: dict[str, Any], categories: PartCategories) -> tuple[Tensor, Tensor | None, int, str]:
+    """A part segmenter's input: ``pos [N, 3]`` (unit sphere), normals ``[N, 3]`` or None, the category index
+    and a title, from ``demo:<index>`` (the demo part set's test split) or a point file with ``--category``."""
+    spec = cfg["points"]
+    demo = re.fullmatch(r"demo:(\S*)", spec)
+    if demo:
+        if not demo.group(1).isdigit():
+            raise InputError(f"--points {spec!r}: expected demo:<index> with a non-negative integer index")
+        ds = ShapeNetPart(ensure_partseg_demo(cfg.get("data_dir", "data/demo")), "test", num_points=None,
+                          use_normals=True)
+        index = int(demo.group(1))
+        if index >= len(ds):
+            raise InputError(f"--points {spec!r}: the demo part test split has {len(ds)} shapes")
+        pts, cat, _ = ds[index]
+        name = ds.categories.names[cat]
+        if name not in categories.names:
+            raise InputError(f"--points {spec!r} is a {name}; the model's categories are {list(categories.names)}")
+        return pts[:, :3].contiguous(), pts[:, 3:6].contiguous(), categories.names.index(name), \
+            f"demo part test #{index} ({name})"
+    cloud = read_point_file(spec)
+    name = cfg.get("category")
+    if name not in categories.names:
+        raise InputError(f"--category must be one of {', '.join(categories.names)} for {spec}, got {name!r}")
+    pos = NormalizeUnitSphere()(torch.from_numpy(cloud.pos.astype(np.float32)))
+    normals = None if cloud.normals is None else torch.from_numpy(cloud.normals)
+    return pos, normals, categories.names.index(name), f"{Path(spec).name} ({name})"
+
+
 def parse_views(text: str) -> list[tuple[float, float]]:
     """``"20,-60;20,30"`` -> ``[(20.0, -60.0), (20.0, 30.0)]``."""
     try:
@@ -234,11 +292,14 @@ def visualize(cfg: dict[str, Any]) -> Path:
     kind = model_kind(cfg["model"])
     if kind == "image" and cfg.get("image") is None:
         raise InputError(f"{cfg['model']} is an image model: give --image (not --points)")
-    if kind == "point" and cfg.get("points") is None:
+    if kind != "image" and cfg.get("points") is None:
         raise InputError(f"{cfg['model']} is a point model: give --points (not --image)")
     if cfg.get("output") and Path(cfg["output"]).suffix.lower() != ".png":
         raise InputError(f"--output must be a .png file, got {cfg['output']!r}")
-    model, train_cfg = build_model(cfg)
+    if kind == "partseg":
+        model, train_cfg, categories = build_segmenter(cfg)
+    else:
+        model, train_cfg = build_model(cfg)
     heads = model.get_submodule(mixer_name(model, cfg["stage"], cfg["block"])).num_heads
     if not 0 <= cfg["head"] < heads:  # bad arguments fail before any input is read
         raise InputError(f"--head must be in [0, {heads - 1}] (stage {cfg['stage']} block {cfg['block']} has "
@@ -260,9 +321,19 @@ def visualize(cfg: dict[str, Any]) -> Path:
         num_points = cfg.get("num_points")
         if num_points is None:
             num_points = int(train_cfg.get("num_points") or 1024)
-        pos, label = load_points(cfg["points"], num_points, cfg.get("normalize", True),
-                                 cfg.get("data_dir", "data/demo"))
-        stage_pos, clusters = point_assignments(model, pos, cfg["stage"], cfg["block"], cfg["head"])
+        if kind == "partseg":
+            pos, normals, category, label = load_shape(cfg, categories)
+            if getattr(model, "in_chans", 0) == 0:
+                normals = None
+            elif normals is None:
+                raise InputError(f"--points {cfg['points']}: {cfg['model']} reads normals (nx, ny, nz) with the "
+                                 "points and the file has none")
+            stage_pos, clusters = point_assignments(model, pos, cfg["stage"], cfg["block"], cfg["head"], normals,
+                                                    category)
+        else:
+            pos, label = load_points(cfg["points"], num_points, cfg.get("normalize", True),
+                                     cfg.get("data_dir", "data/demo"))
+            stage_pos, clusters = point_assignments(model, pos, cfg["stage"], cfg["block"], cfg["head"])
         source = cfg["points"].replace(":", "") if cfg["points"].startswith("demo:") else Path(cfg["points"]).stem
         out = Path(cfg.get("output") or _default_output(cfg, source))
         draw_point_clusters(stage_pos, clusters, out, views=views, title=f"{where}: {label}")

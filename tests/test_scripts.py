@@ -29,15 +29,15 @@ def test_benchmark_runs(tmp_path) -> None:
     cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--repeats", "1", "--no-memory", "--points", "500",
            "--op-batches", "1", "--cluster-points", "64", "--centers", "4", "--models", "pointcoc_nano",
            "--batch-size", "2", "--num-points", "256", "--data-clouds", "200", "--scale-points", "300", "1000",
-           "--out", str(out)]
+           "--partseg-models", "pointcoc_seg_nano", "--seg-points", "256", "--out", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     report = (out / "benchmark.md").read_text()
-    for section in ("## machine", "## ops", "## cluster", "## models", "## data", "## scale"):
+    for section in ("## machine", "## ops", "## cluster", "## models", "## data", "## scale", "## partseg"):
         assert section in report
     assert "--cpu-allocator reuse" in report.splitlines()[0]  # the timings' allocator setting is reported
     rows = (out / "benchmark.csv").read_text().splitlines()
-    assert rows[0].startswith("section,case") and len(rows) == 1 + 1 + 4 + 3 + 1 + 4 + 2 + 2 * 10
+    assert rows[0].startswith("section,case") and len(rows) == 1 + 1 + 4 + 3 + 1 + 4 + 2 + 2 * 10 + 1
     table = list(csv.DictReader(rows))
     jpeg = [r for r in table if r["case"].startswith("jpeg 512x600 ms")]
     assert len(jpeg) == 2 and all(float(r["value"]) > 0 for r in jpeg)  # Pillow and load_image, timed
@@ -49,6 +49,8 @@ def test_benchmark_runs(tmp_path) -> None:
         "forward pointcoc_scale_tiny", "train pointcoc_scale_tiny"]
     assert all(float(r["ms"]) > 0 and (r["samples"] == "" or int(r["samples"]) > 0) for r in scale)
     assert (out / "benchmark_scale.png").stat().st_size > 10_000
+    seg = [r for r in table if r["section"] == "partseg"]
+    assert [r["case"] for r in seg] == ["pointcoc_seg_nano"] and float(seg[0]["train_samples_s"]) > 0
 
 
 def test_benchmark_scale_helpers() -> None:
@@ -73,6 +75,22 @@ def test_benchmark_scale_helpers() -> None:
     assert met["hilbert)"] is True and met["morton)"] is False
     train = next(g for g in bench.scale_goals(rows) if "training step" in g["goal"])
     assert train["met"] is False and "(48 %)" in train["measured"] and "(9.0x)" in train["measured"]
+
+
+def test_benchmark_partseg_goals() -> None:
+    bench = load_script("benchmark")
+    ours = {"case": "pointcoc_seg_tiny", "points": 2048, "batch": 16, "train_samples_s": 30.0, "train_peak_mb": 500.0,
+            "demo_instance_miou": 80.0, "demo_epochs": 10}
+    ref = {"case": "pointmlp_partseg", "points": 2048, "batch": 16, "train_samples_s": 9.0, "train_peak_mb": 2500.0,
+           "demo_instance_miou": 79.0, "demo_epochs": 10}
+    met = [g["met"] for g in bench.partseg_goals([ours, ref])]
+    assert met == [True, True]
+    assert [g["met"] for g in bench.partseg_goals([{**ours, "train_samples_s": 20.0}, ref])][0] is False  # 2.2x
+    assert [g["met"] for g in bench.partseg_goals([{**ours, "demo_instance_miou": 78.0}, ref])][0] is False
+    assert [g["met"] for g in bench.partseg_goals([{**ours, "train_peak_mb": 700.0}, ref])][1] is False  # 3.6x
+    no_training = [{k: v for k, v in r.items() if not k.startswith("demo")} for r in (ours, ref)]
+    assert bench.partseg_goals(no_training)[0]["met"] is None  # the speed half alone decides nothing
+    assert bench.partseg_goals([ours]) == []
 
 
 def test_peak_memory_sees_the_dense_tensor(monkeypatch) -> None:

@@ -8,6 +8,8 @@ naming the file and the problem):
 * :func:`scanobjectnn` - ScanObjectNN ``h5_files`` (PB_T50_RS, OBJ_BG, OBJ_ONLY);
 * :func:`shapenetpart` - ShapeNetPart part segmentation, the normal-resampled text release or
   the PointNet HDF5 release (16 categories, 50 parts);
+* :func:`read_point_file` - a user's ``.ply``/``.npy``/``.npz``/``.txt`` cloud (and
+  :func:`write_labeled_ply` to write labelled points back);
 * :func:`image_folder` - ImageNet-style ``<root>/<split>/<class>/<image>`` folders;
 * :func:`ensure_demo_data` - generates the built-in demo data (points in the ModelNet40
   layout, images in the ImageNet layout) on first use.
@@ -17,13 +19,38 @@ Point transforms (``points [N, C] -> points``, torch RNG only) live in
 """
 
 from pointcoc.data.demo import DEMO_IMAGE_CLASSES, DEMO_SHAPES, DemoConfig, ensure_demo_data, make_demo_clouds
-from pointcoc.data.h5 import (SCANOBJECTNN_CLASSES, SCANOBJECTNN_VARIANTS, DatasetNotFoundError, PointCloudH5,
-                              load_time_benchmark, modelnet40, scanobjectnn)
-from pointcoc.data.images import (BAD_IMAGE_POLICIES, DamagedImageError, ImageFolderDataset, collate_skipping,
-                                  image_folder, load_image)
+from pointcoc.data.demo_parts import PART_DEMO_CATEGORIES, PartDemoConfig, ensure_partseg_demo
+from pointcoc.data.files import SUPPORTED_SUFFIXES, PointFile, label_colors, read_point_file, write_labeled_ply
+from pointcoc.data.h5 import (
+    SCANOBJECTNN_CLASSES,
+    SCANOBJECTNN_VARIANTS,
+    DatasetNotFoundError,
+    PointCloudH5,
+    load_time_benchmark,
+    modelnet40,
+    scanobjectnn,
+)
+from pointcoc.data.images import (
+    BAD_IMAGE_POLICIES,
+    DamagedImageError,
+    ImageFolderDataset,
+    collate_skipping,
+    image_folder,
+    load_image,
+)
 from pointcoc.data.shapenetpart import SHAPENETPART_PARTS, PartCategories, ShapeNetPart, shapenetpart
-from pointcoc.data.transforms import (Compose, Jitter, NormalizeUnitSphere, RandomDropout, Resample, RotateAxis,
-                                      ScaleTranslate, Shuffle, default_train_transform, vote_scales)
+from pointcoc.data.transforms import (
+    Compose,
+    Jitter,
+    NormalizeUnitSphere,
+    RandomDropout,
+    Resample,
+    RotateAxis,
+    ScaleTranslate,
+    Shuffle,
+    default_train_transform,
+    vote_scales,
+)
 
 __all__ = [
     "PointCloudH5", "modelnet40", "scanobjectnn", "image_folder", "ImageFolderDataset", "ensure_demo_data",
@@ -33,4 +60,6 @@ __all__ = [
     "DEMO_SHAPES", "DEMO_IMAGE_CLASSES", "ShapeNetPart", "shapenetpart", "PartCategories", "SHAPENETPART_PARTS",
     "Compose", "ScaleTranslate", "Jitter", "RotateAxis", "RandomDropout", "Shuffle", "NormalizeUnitSphere",
     "Resample", "default_train_transform", "vote_scales",
+    "PartDemoConfig", "ensure_partseg_demo", "PART_DEMO_CATEGORIES",
+    "read_point_file", "write_labeled_ply", "label_colors", "PointFile", "SUPPORTED_SUFFIXES",
 ]

@@ -18,7 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ class DataBundle:
     val: Dataset
     num_classes: int
     class_names: list[str]
+    #: what else the task knows about the data (e.g. the part table of a part-segmentation set)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 class Task(ABC):
@@ -99,6 +101,12 @@ class Task(ABC):
     def eval_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         return nn.functional.cross_entropy(logits.float(), target)
 
+    def make_meter(self, num_classes: int, train: bool) -> Any:
+        """The metric accumulator of an epoch: ``skip(n)``, ``update(logits, target, loss)``, ``count``,
+        ``reduce()`` and ``compute()`` (a dict with ``oa``, ``per_class``, ``loss``, ``skipped`` and
+        :attr:`best_key`); :class:`~pointcoc.engine.metrics.ClassificationMeter` by default."""
+        return ClassificationMeter(num_classes, (1,) if train else self.topk)
+
     def collate(self, train: bool = False) -> Any:
         """The loaders' ``collate_fn`` (None: PyTorch's default)."""
         return None
@@ -106,6 +114,11 @@ class Task(ABC):
     def unpack(self, batch: Any) -> tuple[Any, int]:
         """``(batch, samples the loader skipped)`` of what the loader yielded; ``batch`` None when none is left."""
         return batch, 0
+
+    def checkpoint_extras(self, data: DataBundle) -> dict[str, Any]:
+        """Plain values saved in every checkpoint beside the weights (e.g. a segmenter's part table), so that
+        inference (``scripts/predict.py``) knows what the model predicts."""
+        return {}
 
     def final_extras(self, cfg: dict[str, Any], model: nn.Module, data: DataBundle, dist: DistInfo) -> dict[str, Any]:
         """Extra final metrics (e.g. voting); runs on every rank (collective), returns them on rank 0."""
@@ -189,7 +202,7 @@ def train_one_epoch(task: Task, model: nn.Module, loader: DataLoader, optimizer:
                     scaler: torch.amp.GradScaler | None, ema: Any, cfg: dict[str, Any], dist: DistInfo,
                     num_classes: int, epoch: int) -> dict[str, float]:
     model.train()
-    meter = ClassificationMeter(num_classes)
+    meter = task.make_meter(num_classes, True)
     start = time.perf_counter()
     bar = _progress(loader, f"train {epoch + 1}/{cfg['epochs']}", dist, len(loader))
     for batch in bar:
@@ -243,7 +256,7 @@ def evaluate(task: Task, model: nn.Module, loader: DataLoader, dist: DistInfo, n
     """Metrics of ``model`` over ``loader`` (summed over ranks): ``oa``, ``macc``, ``per_class``, ``top{k}``, ``loss``
     and ``skipped`` (damaged samples the loader left out)."""
     model.eval()
-    meter = ClassificationMeter(num_classes, task.topk)
+    meter = task.make_meter(num_classes, False)
     for batch in _progress(loader, "eval", dist, len(loader)):
         batch, skipped = task.unpack(batch)
         meter.skip(skipped)
@@ -429,7 +442,8 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                     "ema": ema.state_dict() if ema is not None else None, "epoch": epoch, "best_metric": best,
                     "rng": rng_state(), "config": cfg, "class_names": data.class_names,
-                    "per_class": val["per_class"], "elapsed": elapsed_before + time.perf_counter() - wall}
+                    "per_class": val["per_class"], "elapsed": elapsed_before + time.perf_counter() - wall,
+                    **task.checkpoint_extras(data)}
             save_atomic(ckpt, out / "last.pt")
             if is_best:
                 copy_atomic(out / "last.pt", out / "best.pt")

@@ -24,14 +24,18 @@ __all__ = ["build_parser", "main", "validate"]
 
 log = logging.getLogger("pointcoc.validate")
 
+#: model kind -> the --dataset values it evaluates on ('demo': the demo point set, or the demo part set)
+DATASETS = {"image": ("images",), "point": ("modelnet40", "scanobjectnn", "demo"), "partseg": ("shapenetpart", "demo")}
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Evaluate a checkpoint on a dataset split (OA/mAcc or top-1/top-5).",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, choices=list_models("image") + list_models("point"))
+    p.add_argument("--model", required=True, choices=list_models())
     p.add_argument("--checkpoint", help="pointcoc (last.pt/best.pt) or upstream checkpoint; none: random weights")
-    p.add_argument("--dataset", choices=["modelnet40", "scanobjectnn", "demo", "images"], required=True,
-                   help="'images' is an ImageNet-style folder (--data-dir, or 'demo')")
+    p.add_argument("--dataset", choices=["modelnet40", "scanobjectnn", "shapenetpart", "demo", "images"], required=True,
+                   help="'images' is an ImageNet-style folder (--data-dir, or 'demo'); 'demo' is the demo point set "
+                        "for classifiers and the demo part set for part segmenters")
     p.add_argument("--data-dir")
     p.add_argument("--split", default=None, help="test (points) / val (images) by default")
     p.add_argument("--variant", choices=sorted(pdata.SCANOBJECTNN_VARIANTS), default="pb_t50_rs")
@@ -39,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=positive_int, default=224)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--vote", type=nonnegative_int, default=0, help="points: N-vote scale augmentation")
+    p.add_argument("--no-normals", dest="use_normals", action="store_false",
+                   help="part segmenters trained on xyz only (a pointcoc checkpoint says so itself)")
     p.add_argument("--workers", type=nonnegative_int, default=2)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--output", help="also write the metrics to this JSON file")
@@ -52,9 +58,12 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     dist = init_distributed(cfg["device"])
     try:
         kind = model_kind(cfg["model"])
-        if (kind == "image") != (cfg["dataset"] == "images"):
-            raise InputError(f"model {cfg['model']} is an {kind} model; it cannot run on --dataset {cfg['dataset']}")
+        if cfg["dataset"] not in DATASETS[kind]:
+            raise InputError(f"model {cfg['model']} is {'an' if kind == 'image' else 'a'} {kind} model; it runs on "
+                             f"--dataset {' or '.join(DATASETS[kind])}, not {cfg['dataset']}")
         cfg = {**cfg, "seed": 0}
+        if kind == "partseg":
+            return validate_partseg(cfg, dist)
         if kind == "point":
             split = cfg["split"] or "test"
             ds = point_split(cfg, split)
@@ -80,6 +89,32 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         cleanup_distributed()
 
 
+def validate_partseg(cfg: dict[str, Any], dist: Any) -> dict[str, Any]:
+    """A part segmenter on every stored point of each shape of the split (the standard protocol), with
+    ``--vote N`` scaled copies averaged when asked."""
+    from pointcoc.engine.partseg import evaluate_shapes, partseg_split
+    from pointcoc.engine.predict import load_predictor
+
+    split = cfg["split"] or "test"
+    if cfg["checkpoint"]:
+        pred = load_predictor(cfg["checkpoint"], cfg["model"], str(dist.device))
+        cfg = {**cfg, "use_normals": pred.config.get("use_normals", cfg["use_normals"])}
+        model = pred.model
+    ds = partseg_split(cfg, split, None)
+    if not cfg["checkpoint"]:
+        kwargs = dict(num_classes=ds.categories.num_parts, num_categories=ds.categories.num_categories)
+        model = create_model(cfg["model"], **kwargs, **({} if cfg["use_normals"] else {"in_chans": 0}))
+        model = model.to(dist.device)
+    elif pred.categories is not None and pred.categories.names != ds.categories.names:
+        raise InputError(f"--checkpoint {cfg['checkpoint']} predicts the categories {list(pred.categories.names)}, "
+                         f"the {split} split has {list(ds.categories.names)}")
+    metrics = evaluate_shapes(model, ds, cfg, dist, cfg["vote"])
+    metrics["per_category"] = dict(zip(ds.categories.names, metrics["per_category"]))
+    metrics.update(model=cfg["model"], checkpoint=cfg["checkpoint"], split=split, samples=len(ds),
+                   classes=list(ds.categories.names), full_shapes=True, vote=cfg["vote"])
+    return metrics
+
+
 def _check_output(output: str | None) -> None:
     """Refuse an ``--output`` that cannot be written before the evaluation runs, not after."""
     if output is None:
@@ -97,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         _check_output(cfg["output"])
         apply_cpu_allocator(cfg["cpu_allocator"])
         metrics = validate(cfg)
-        keys = [k for k in ("oa", "macc", "top1", "top5", "loss") if k in metrics]
+        keys = [k for k in ("oa", "macc", "top1", "top5", "instance_miou", "class_miou", "accuracy", "loss")
+                if k in metrics]
         skipped = f", {metrics['skipped']} damaged skipped" if metrics.get("skipped") else ""
         log.info("%s on %s (%d samples%s): %s", cfg["model"], metrics["split"], metrics["samples"], skipped,
                  ", ".join(f"{k} {metrics[k]:.2f}" for k in keys))

@@ -14,6 +14,7 @@ from pointcoc.models.checkpoint import (
 )
 from pointcoc.models.coc import CoC, image_to_points, pixel_features
 from pointcoc.models.point_coc import PointCoC
+from pointcoc.models.point_seg import PointCoCSeg
 from pointcoc.models.pointmlp import PointMLP
 from pointcoc.models.pointmlp_partseg import PointMLPPartSeg
 from pointcoc.models.registry import create_model, list_models, model_kind, register
@@ -26,6 +27,7 @@ __all__ = [
     "register",
     "CoC",
     "PointCoC",
+    "PointCoCSeg",
     "PointMLP",
     "PointMLPPartSeg",
     "image_to_points",

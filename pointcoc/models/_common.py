@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from pointcoc.errors import InputError
 from pointcoc.ops import Points, canonical_points, fps_points
 from pointcoc.ops._checks import check_pos
 
-__all__ = ["drop_path_rates", "prepare_points", "input_features", "sample_anchors", "FPS_STARTS", "check_stage_lengths"]
+__all__ = ["drop_path_rates", "prepare_points", "input_features", "sample_anchors", "FPS_STARTS", "check_stage_lengths",
+           "category_one_hot", "stages_min_points"]
 
 FPS_STARTS = ("first", "canonical", "random")
 
@@ -96,3 +98,56 @@ def sample_anchors(points: Points, num_samples: list[int], start: str, training:
         order, ordered = canonical_points(points.with_x(None))
         return order[fps_points(ordered, num_samples)]
     return fps_points(points, num_samples, random_start=start == "random" and training)
+
+
+def category_one_hot(category: Tensor | None, num_categories: int, num_clouds: int, like: Tensor) -> Tensor:
+    """``[B]`` integer indices or ``[B, num_categories]`` one-hot (float) -> ``[B, num_categories]`` in
+    ``like``'s dtype and device.
+
+    Raises:
+        ValueError: a missing category, a wrong shape or dtype, an index out of range, non-finite values.
+    """
+    C = num_categories
+    if category is None:
+        raise InputError(f"`category` is required: [B] indices in [0, {C}) or a [B, {C}] one-hot")
+    if not isinstance(category, Tensor):
+        category = torch.as_tensor(category)
+    if category.dtype == torch.bool or category.is_complex():
+        raise InputError(f"`category` must be integer indices or a float one-hot, got dtype {category.dtype}")
+    if category.is_floating_point():
+        if tuple(category.shape) != (num_clouds, C):
+            raise InputError(f"a one-hot `category` must be [B, {C}] = {(num_clouds, C)}, got "
+                             f"{tuple(category.shape)}")
+        if not bool(torch.isfinite(category).all()):
+            raise InputError("`category` holds NaN or inf")
+        return category.to(like.device, like.dtype)
+    if tuple(category.shape) != (num_clouds,):
+        raise InputError(f"`category` indices must be [B] = ({num_clouds},), got {tuple(category.shape)}"
+                         + (f"; a one-hot [B, {C}] must be floating point" if category.dim() == 2 else ""))
+    low, high = int(category.min()), int(category.max())
+    if low < 0 or high >= C:
+        raise InputError(f"`category` index {low if low < 0 else high} is out of range [0, {C})")
+    return F.one_hot(category.to(like.device).long(), C).to(like.dtype)
+
+
+def stages_min_points(stages: Sequence[tuple[int, int, int]], deepest: int = 1) -> int:
+    """The smallest cloud that a stack of reducer stages accepts.
+
+    Args:
+        stages: per stage ``(k, reduction, regions)``: its reducer's ``k`` neighbours are searched in the
+            stage's input, which keeps ``ceil(n / reduction)`` anchors, split into ``regions`` regions.
+        deepest: points the last stage's output needs (e.g. a decoder's interpolation ``k``).
+    """
+    def fits(n: int) -> bool:
+        for k, reduction, regions in stages:
+            if n < k:
+                return False
+            n = -(-n // reduction)
+            if n < regions:
+                return False
+        return n >= deepest
+
+    n = 1
+    while not fits(n):
+        n += 1
+    return n

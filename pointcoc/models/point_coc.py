@@ -15,7 +15,13 @@ from torch_geometric.nn import global_max_pool, global_mean_pool
 
 from pointcoc.blocks import ClusterBlock, ClusterStage, PointReducer
 from pointcoc.errors import renamed_arguments
-from pointcoc.models._common import check_stage_lengths, drop_path_rates, input_features, prepare_points
+from pointcoc.models._common import (
+    check_stage_lengths,
+    drop_path_rates,
+    input_features,
+    prepare_points,
+    stages_min_points,
+)
 from pointcoc.models.registry import register
 from pointcoc.ops import Points
 
@@ -110,22 +116,8 @@ class PointCoC(nn.Module):
 
     def min_points(self) -> int:
         """The smallest cloud this model accepts (every reducer needs ``k`` points, every stage its regions)."""
-        stages = [(r.num_neighbors, r.reduction, max((b.token_mixer.num_regions for b in s), default=1))
-                  for r, s in zip(self.reducers, self.stages)]
-
-        def fits(n: int) -> bool:
-            for k, reduction, regions in stages:
-                if n < k:
-                    return False
-                n = -(-n // reduction)
-                if n < regions:
-                    return False
-            return True
-
-        n = 1
-        while not fits(n):
-            n += 1
-        return n
+        return stages_min_points([(r.num_neighbors, r.reduction, max((b.token_mixer.num_regions for b in s), default=1))
+                                  for r, s in zip(self.reducers, self.stages)])
 
     def prepare(self, pos: Tensor | Points, x: Tensor | None = None, batch: Tensor | None = None) -> Points:
         """Check the input once: dense ``pos [B, N, D]`` / flat ``[sum N, D]`` (+ ``x``, ``batch``) or a ``Points``."""

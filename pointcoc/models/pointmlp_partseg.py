@@ -32,8 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import global_max_pool
 
-from pointcoc.errors import InputError
-from pointcoc.models._common import FPS_STARTS, check_stage_lengths, input_features, prepare_points
+from pointcoc.models._common import FPS_STARTS, category_one_hot, check_stage_lengths, input_features, prepare_points
 from pointcoc.models.checkpoint import convert_layouts, register_checkpoint_filter, unwrap_state_dict
 from pointcoc.models.pointmlp import (
     ActLayer,
@@ -180,33 +179,9 @@ class PointMLPPartSeg(nn.Module):
         return prepare_points(pos, x, batch, self.in_chans, self.min_points())
 
     def category_one_hot(self, category: Tensor | None, num_clouds: int, like: Tensor) -> Tensor:
-        """``[B]`` integer indices or ``[B, num_categories]`` one-hot (float) -> ``[B, num_categories]`` in
-        ``like``'s dtype and device.
-
-        Raises:
-            ValueError: a missing category, a wrong shape or dtype, an index out of range, non-finite values.
-        """
-        C = self.num_categories
-        if category is None:
-            raise InputError(f"`category` is required: [B] indices in [0, {C}) or a [B, {C}] one-hot")
-        if not isinstance(category, Tensor):
-            category = torch.as_tensor(category)
-        if category.dtype == torch.bool or category.is_complex():
-            raise InputError(f"`category` must be integer indices or a float one-hot, got dtype {category.dtype}")
-        if category.is_floating_point():
-            if tuple(category.shape) != (num_clouds, C):
-                raise InputError(f"a one-hot `category` must be [B, {C}] = {(num_clouds, C)}, got "
-                                 f"{tuple(category.shape)}")
-            if not bool(torch.isfinite(category).all()):
-                raise InputError("`category` holds NaN or inf")
-            return category.to(like.device, like.dtype)
-        if tuple(category.shape) != (num_clouds,):
-            raise InputError(f"`category` indices must be [B] = ({num_clouds},), got {tuple(category.shape)}"
-                             + (f"; a one-hot [B, {C}] must be floating point" if category.dim() == 2 else ""))
-        low, high = int(category.min()), int(category.max())
-        if low < 0 or high >= C:
-            raise InputError(f"`category` index {low if low < 0 else high} is out of range [0, {C})")
-        return F.one_hot(category.to(like.device).long(), C).to(like.dtype)
+        """``[B]`` indices or a ``[B, num_categories]`` one-hot -> ``[B, num_categories]`` (see
+        :func:`~pointcoc.models._common.category_one_hot`)."""
+        return category_one_hot(category, self.num_categories, num_clouds, like)
 
     # ------------------------------------------------------------------ forward
     def forward_features(self, points: Points) -> list[Points]:

@@ -37,10 +37,11 @@ from pointcoc.ops.sampling import (
     fps_points,
     gather,
     knn,
+    knn_interpolate_points,
     knn_points,
 )
 
 __all__ = ["Points", "fps", "knn", "gather", "canonical_order", "fps_padded", "knn_padded", "fps_points",
            "knn_points", "canonical_order_flat", "canonical_points", "SAMPLERS", "CURVES", "Subsample", "subsample",
            "curve_codes", "serial_order", "serial_sample", "grid_sample", "grid_pool", "sample_indices",
-           "serial_windows", "group_padded", "window_fps"]
+           "serial_windows", "group_padded", "window_fps", "knn_interpolate_points"]

@@ -20,7 +20,7 @@ from pointcoc.ops._checks import check_batch, check_k, check_pos, check_same_dev
 from pointcoc.ops.points import Points
 
 __all__ = ["fps", "knn", "gather", "canonical_order", "fps_points", "knn_points", "canonical_order_flat",
-           "canonical_points"]
+           "canonical_points", "knn_interpolate_points"]
 
 
 def _as_index_dtype(pos: Tensor) -> Tensor:
@@ -269,6 +269,29 @@ def knn_points(source: Points, query: Tensor, query_batch: Tensor, k: int, kdtre
 #: points here (benchmark --section scale, side by side), on all threads. Object-size clouds stay on
 #: torch-cluster.
 KDTREE_MIN_POINTS = 65_536
+
+
+def knn_interpolate_points(x: Tensor, source: Points, query: Points, k: int = 3) -> Tensor:
+    """Inverse-distance kNN interpolation of ``x`` from ``source`` onto ``query``'s points (same clouds).
+
+    PyTorch Geometric's ``knn_interpolate`` formula on pointcoc's kNN (torch-cluster, or cKDTree for
+    large CPU clouds): each query point averages its ``k`` nearest source points' features, weighted by
+    ``1 / max(|q - s|^2, 1e-16)``.
+
+    Args:
+        x: ``[sum S, C]`` features of ``source``'s points.
+        source: the coarse clouds (every cloud at least ``k`` points; not checked).
+        query: the fine clouds; cloud ``b`` of ``query`` reads cloud ``b`` of ``source``.
+        k: neighbours per query point.
+
+    Returns:
+        ``[sum N, C]`` features at ``query``'s points, in ``x``'s dtype.
+    """
+    idx = knn_points(source, query.pos, query.batch, k)  # [Q, k]
+    d2 = (source.pos[idx] - query.pos.unsqueeze(1)).float().pow(2).sum(-1)  # [Q, k]
+    weight = 1.0 / d2.clamp_min(1e-16)
+    weight = (weight / weight.sum(dim=1, keepdim=True)).to(x.dtype)
+    return (x[idx] * weight.unsqueeze(-1)).sum(dim=1)
 
 
 def _kdtree_knn(source: Points, src: Tensor, qry: Tensor, query_batch: Tensor, k: int) -> Tensor:
