@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.pointcoc-setup-$(TORCH_VERSION)
 
-.PHONY: setup lint test test-fast demo clean print-torch-version
+.PHONY: setup lint test test-fast demo demo-partseg clean print-torch-version
 
 setup: $(STAMP)
 
@@ -47,6 +47,11 @@ test-fast: setup
 DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 demo: setup
 	$(PY) scripts/train_modelnet.py --dataset demo --model pointcoc_tiny --workers 2 --output-dir $(DEMO_DIR)
+
+# Part segmentation: train the context-cluster U-Net on the built-in demo part set; prints instance / class mIoU.
+DEMO_PARTSEG_DIR ?= runs/demo-partseg-$(shell date +%Y%m%d-%H%M%S)
+demo-partseg: setup
+	$(PY) scripts/train_partseg.py --dataset demo --model pointcoc_seg_tiny --workers 2 --output-dir $(DEMO_PARTSEG_DIR)
 
 print-torch-version:
 	@echo $(TORCH_VERSION)

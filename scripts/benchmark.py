@@ -872,10 +872,11 @@ def bench_partseg(args: argparse.Namespace, device: torch.device) -> list[dict]:
                                "train_peak_mb": _memory(args, "models", params, device),
                                "params": sum(p.numel() for p in fn.model.parameters())}  # type: ignore[attr-defined]
         del fn
-        if args.partseg_epochs:
-            row.update(demo_partseg_run(name, args.partseg_epochs, device, args.out))
         rows.append(row)
         log.info("partseg %s: %s", name, {k: v for k, v in row.items() if k != "section"})
+    for row in rows if args.partseg_epochs else ():  # after every timing: the runs do not disturb them
+        row.update(demo_partseg_run(row["case"], args.partseg_epochs, device, args.out))
+        log.info("partseg %s on the demo parts: %s", row["case"], {k: v for k, v in row.items() if "demo" in k})
     return rows
 
 
@@ -885,7 +886,8 @@ def demo_partseg_run(name: str, epochs: int, device: torch.device, out: Path | N
     from pointcoc.engine.partseg import main as train_partseg
 
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = (out / f"partseg_{name}") if out is not None else Path(tmp) / name
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = (out / f"partseg_{name}_{stamp}") if out is not None else Path(tmp) / name  # never a used folder
         summary = train_partseg(["--dataset", "demo", "--model", name, "--epochs", str(epochs), "--workers", "1",
                                  "--device", device.type, "--output-dir", str(run_dir), "--no-tensorboard"])
         with (run_dir / "metrics.csv").open() as fh:

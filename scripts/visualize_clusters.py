@@ -48,7 +48,7 @@ from pointcoc.data import (
 from pointcoc.data import load_image as pdata_load_image
 from pointcoc.data.transforms import NormalizeUnitSphere
 from pointcoc.engine.cli import exit_on_input_error
-from pointcoc.engine.predict import load_predictor
+from pointcoc.engine.predict import load_predictor, normalised_points
 from pointcoc.errors import InputError
 from pointcoc.models import (
     create_model,
@@ -265,7 +265,7 @@ def load_shape(cfg: dict[str, Any], categories: PartCategories) -> tuple[Tensor,
     name = cfg.get("category")
     if name not in categories.names:
         raise InputError(f"--category must be one of {', '.join(categories.names)} for {spec}, got {name!r}")
-    pos = NormalizeUnitSphere()(torch.from_numpy(cloud.pos.astype(np.float32)))
+    pos = normalised_points(cloud.pos)  # in float64 first: large coordinates keep their precision
     normals = None if cloud.normals is None else torch.from_numpy(cloud.normals)
     return pos, normals, categories.names.index(name), f"{Path(spec).name} ({name})"
 

@@ -237,6 +237,10 @@ def _normals(values: np.ndarray, path: Path, what: str) -> np.ndarray:
     values = _numeric(np.asarray(values), path, what)
     if values.ndim != 2 or values.shape[1] != 3:
         raise InputError(f"{path}: {what} has shape {tuple(values.shape)}; expected [N, 3] normals")
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        raise InputError(f"{path}: {what} holds NaN or inf (row {int(np.flatnonzero(bad)[0])}); fix the normals or "
+                         "drop them")
     return values.astype(np.float32)
 
 

@@ -205,7 +205,7 @@ class ShapeNetPart(Dataset):
         self.root, self.layout = _find_layout(Path(root), layout)
         if use_normals and self.layout == "hdf5":
             raise InputError(f"{self.root}: the HDF5 release stores no normals; use the normal-resampled release "
-                             "or use_normals=False")
+                             "or use_normals=False (--no-normals in the scripts)")
         self.split, self.num_points, self.use_normals, self.transform = split, num_points, use_normals, transform
         if self.layout == "normal":
             self._init_normal()

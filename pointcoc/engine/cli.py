@@ -67,8 +67,9 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
         resolve: Callable[[dict[str, Any]], dict[str, Any]], make_task: Callable[[dict[str, Any]], Task]
         ) -> dict[str, Any]:
     """Parse, resolve and train; an input error prints one line and exits with code 2."""
-    cfg = resolve(parse_config(parser, argv))
+    cfg = parse_config(parser, argv)
     setup_logging()
     with exit_on_input_error():
+        cfg = resolve(cfg)
         apply_cpu_allocator(cfg["cpu_allocator"])
         return fit(cfg, make_task(cfg))

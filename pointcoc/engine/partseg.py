@@ -43,7 +43,7 @@ from pointcoc.errors import InputError
 from pointcoc.models import create_model, list_models
 
 __all__ = ["PartSegTask", "PartSegEpochMeter", "RECIPES", "build_parser", "main", "partseg_split",
-           "evaluate_shapes", "collate_shapes", "recipe_name"]
+           "evaluate_shapes", "ShapeCollate", "recipe_name"]
 
 log = logging.getLogger("pointcoc.train")
 
@@ -55,7 +55,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "pointnext": dict(epochs=300, batch_size=32, opt="adamw", lr=0.001, weight_decay=1e-4, sched="multistep",
                       decay_epochs=[210, 270], decay_rate=0.1, min_lr=0.0, warmup_epochs=0, augment="pointnext",
                       num_points=2048, train_split="trainval", val_split="test"),
-    "demo": dict(epochs=20, batch_size=16, opt="adamw", lr=2e-3, weight_decay=0.05, sched="cosine", min_lr=1e-5,
+    "demo": dict(epochs=10, batch_size=16, opt="adamw", lr=2e-3, weight_decay=0.05, sched="cosine", min_lr=1e-5,
                  decay_epochs=[], decay_rate=1.0, warmup_epochs=0, augment="pointnext", num_points=2048,
                  train_split="train", val_split="val"),
 }
@@ -124,22 +124,26 @@ class PartSegEpochMeter:
                 "per_class": out["per_category"], "loss": out["loss"], "skipped": self.skipped}
 
 
-def collate_shapes(min_points: int, seed: int = 0) -> Any:
-    """A ``collate_fn`` for whole shapes of different sizes: one flat batch.
+class ShapeCollate:
+    """A ``collate_fn`` for whole shapes of different sizes: one flat batch (picklable, for loader workers).
 
     Returns ``(points [sum N', C], batch [sum N'], category [B], parts [sum N'], keep [sum N'])``: a shape
     with fewer than ``min_points`` points (the model's minimum) is padded with repeats of its own points,
     drawn with a generator seeded by ``seed`` and the shape's size, and ``keep`` marks the original points
     (the first ``N`` of each shape), whose predictions are the shape's.
     """
-    def collate(items: list[tuple[Tensor, int, Tensor]]) -> tuple[Tensor, ...]:
+
+    def __init__(self, min_points: int, seed: int = 0) -> None:
+        self.min_points, self.seed = min_points, seed
+
+    def __call__(self, items: list[tuple[Tensor, int, Tensor]]) -> tuple[Tensor, ...]:
         pts, batch, cats, parts, keep = [], [], [], [], []
         for b, (p, c, s) in enumerate(items):
             n = p.shape[0]
-            mask = torch.ones(max(n, min_points), dtype=torch.bool)
-            if n < min_points:
-                g = torch.Generator().manual_seed(seed * 1_000_003 + n)
-                extra = torch.randint(0, n, (min_points - n,), generator=g)
+            mask = torch.ones(max(n, self.min_points), dtype=torch.bool)
+            if n < self.min_points:
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + n)
+                extra = torch.randint(0, n, (self.min_points - n,), generator=g)
                 p, s = torch.cat([p, p[extra]]), torch.cat([s, s[extra]])
                 mask[n:] = False
             pts.append(p)
@@ -148,8 +152,6 @@ def collate_shapes(min_points: int, seed: int = 0) -> Any:
             batch.append(torch.full((p.shape[0],), b, dtype=torch.long))
             cats.append(int(c))
         return torch.cat(pts), torch.cat(batch), torch.tensor(cats), torch.cat(parts), torch.cat(keep)
-
-    return collate
 
 
 def _vote_view(points: Tensor, batch: Tensor, num_clouds: int, generator: torch.Generator) -> Tensor:
@@ -183,7 +185,7 @@ def evaluate_shapes(model: nn.Module, dataset: pdata.ShapeNetPart, cfg: dict[str
     model.eval()
     min_points = model.min_points() if hasattr(model, "min_points") else 1
     loader = make_loader(dataset, {**cfg, "batch_size": cfg.get("eval_batch_size") or cfg["batch_size"]}, dist, 0,
-                         False, collate_shapes(min_points, cfg["seed"]))
+                         False, ShapeCollate(min_points, cfg["seed"]))
     meter = PartSegMeter(dataset.categories.part_mask())
     g = torch.Generator().manual_seed(cfg["seed"])
     use_normals = cfg["use_normals"]
@@ -205,6 +207,7 @@ def evaluate_shapes(model: nn.Module, dataset: pdata.ShapeNetPart, cfg: dict[str
         for c, pr, tg in zip(category.cpu(), torch.split(probs[keep_d], sizes), torch.split(parts[keep_d], sizes)):
             meter.update(pr[None], c[None], tg[None])
     out = meter.reduce().compute()
+    del out["loss"]  # no loss is computed on whole shapes
     out["points"] = int(meter.points[1])
     return out
 
@@ -237,7 +240,12 @@ class PartSegTask(Task):
             if cfg["model"].startswith("pointmlp"):
                 raise InputError(f"{cfg['model']} reads xyz and normals together (upstream); drop --no-normals")
             kwargs["in_chans"] = 0
-        return create_model(cfg["model"], **kwargs)
+        model = create_model(cfg["model"], **kwargs)
+        need = model.min_points() if hasattr(model, "min_points") else 1
+        if cfg["num_points"] < need:
+            raise InputError(f"--num-points {cfg['num_points']} is below what {cfg['model']} needs ({need} points per "
+                             "shape); raise --num-points")
+        return model
 
     def build_optimizer(self, cfg: dict[str, Any], model: nn.Module, dist: DistInfo) -> torch.optim.Optimizer:
         if cfg["opt"] == "sgd":
@@ -354,6 +362,9 @@ def resolve_partseg_config(cfg: dict[str, Any]) -> dict[str, Any]:
             out[key] = value
     if out["sched"] in ("step", "multistep") and not out["decay_epochs"]:
         raise InputError(f"--sched {out['sched']} needs --decay-epochs")
+    if out["sched"] == "step" and len(out["decay_epochs"]) != 1:
+        raise InputError(f"--sched step decays every --decay-epochs N epochs: give one N, got {out['decay_epochs']} "
+                         "(milestones are --sched multistep)")
     return out
 
 

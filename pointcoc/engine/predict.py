@@ -32,7 +32,7 @@ from pointcoc.data.files import SUPPORTED_SUFFIXES, read_point_file, write_label
 from pointcoc.engine.checkpoint import write_text_atomic
 from pointcoc.engine.cli import exit_on_input_error, setup_logging
 from pointcoc.engine.config import positive_int
-from pointcoc.engine.partseg import collate_shapes
+from pointcoc.engine.partseg import ShapeCollate
 from pointcoc.errors import InputError
 from pointcoc.models import (
     create_model,
@@ -44,7 +44,8 @@ from pointcoc.models import (
 )
 from pointcoc.ops import fps
 
-__all__ = ["build_parser", "main", "predict", "load_predictor", "Predictor", "segment_points", "classify_points"]
+__all__ = ["build_parser", "main", "predict", "load_predictor", "Predictor", "segment_points", "classify_points",
+           "normalised_points"]
 
 log = logging.getLogger("pointcoc.predict")
 
@@ -80,12 +81,21 @@ def _categories_from(ckpt: Any) -> PartCategories | None:
                          "names, synsets, parts and num_parts") from err
 
 
-def load_predictor(checkpoint: str | Path, model_name: str | None = None, device: str | None = None) -> Predictor:
+def load_predictor(checkpoint: str | Path, model_name: str | None = None, device: str | None = None,
+                   use_normals: bool = True) -> Predictor:
     """Build the checkpoint's model (``model_name`` for upstream checkpoints) and load the weights strictly.
 
+    ``use_normals``: whether a part segmenter reads normals, for checkpoints that do not say (upstream's);
+    a pointcoc checkpoint's own run config decides otherwise.
+
     Raises:
-        InputError: an unreadable checkpoint, no model name, a model name that contradicts the checkpoint's.
+        InputError: an unreadable checkpoint, no model name, a model name that contradicts the checkpoint's,
+            a device that is not there.
     """
+    if device is not None and device != "cpu" and not device.startswith("cuda"):
+        raise InputError(f"--device must be cpu or cuda[:N], got {device!r}")
+    if device is not None and device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device} requested but CUDA is not available; use --device cpu")
     ckpt = read_checkpoint(checkpoint)
     cfg = training_config(ckpt)
     saved = cfg.get("model")
@@ -103,7 +113,7 @@ def load_predictor(checkpoint: str | Path, model_name: str | None = None, device
         categories = _categories_from(ckpt) or PartCategories.standard()
         names = list(categories.names)
         kwargs = dict(num_classes=categories.num_parts, num_categories=categories.num_categories)
-        if cfg.get("use_normals") is False:
+        if not cfg.get("use_normals", use_normals):
             kwargs["in_chans"] = 0
     elif names:
         kwargs["num_classes"] = len(names)
@@ -115,9 +125,11 @@ def load_predictor(checkpoint: str | Path, model_name: str | None = None, device
     return Predictor(model.to(dev).eval(), name, names, categories, cfg, dev)
 
 
-def _normalised(pos: np.ndarray) -> Tensor:
-    """``[N, 3]`` float64 -> float32 centred on the centroid and scaled into the unit sphere (as training)."""
-    xyz = pos - pos.mean(axis=0, keepdims=True)
+def normalised_points(pos: np.ndarray) -> Tensor:
+    """``[N, 3]`` (float64) -> float32 centred on the centroid and scaled into the unit sphere (as training),
+    computed in float64."""
+    xyz = np.asarray(pos, dtype=np.float64)
+    xyz = xyz - xyz.mean(axis=0, keepdims=True)
     radius = float(np.linalg.norm(xyz, axis=1).max())
     return torch.from_numpy((xyz / radius if radius > 0 else xyz).astype(np.float32))
 
@@ -150,11 +162,11 @@ def segment_points(pred: Predictor, pos: np.ndarray, normals: np.ndarray | None,
         raise InputError(f"--category {category!r} is not one of the model's categories: {', '.join(cats.names)}")
     c = cats.names.index(category)
     n = pos.shape[0]
-    x = _normalised(pos)
+    x = normalised_points(pos)
     nrm = _normals_for(pred.model, normals, path, n)
     points = x if nrm is None else torch.cat([x, nrm], dim=1)
     min_points = pred.model.min_points() if hasattr(pred.model, "min_points") else 1
-    flat, batch, category_t, _, keep = collate_shapes(min_points)([(points, c, torch.zeros(n, dtype=torch.long))])
+    flat, batch, category_t, _, keep = ShapeCollate(min_points)([(points, c, torch.zeros(n, dtype=torch.long))])
     flat = flat.to(pred.device)
     logits = pred.model(flat[:, :3], flat[:, 3:6] if nrm is not None else None, category_t.to(pred.device),
                         batch=batch.to(pred.device)).float().cpu()[keep]
@@ -169,7 +181,10 @@ def classify_points(pred: Predictor, pos: np.ndarray, normals: np.ndarray | None
                     path: Path = Path("<points>")) -> list[tuple[str, float]]:
     """Top-k ``(class, probability)`` of a point classifier for one cloud (FPS to the run's ``num_points``)."""
     num = int(pred.config.get("num_points") or 1024)
-    x = _normalised(pos)
+    need = pred.model.min_points() if hasattr(pred.model, "min_points") else 1
+    if pos.shape[0] < need:
+        raise InputError(f"{path} has {pos.shape[0]} points; {pred.name} needs at least {need}")
+    x = normalised_points(pos)
     keep = fps(x, num) if x.shape[0] > num else torch.arange(x.shape[0])
     nrm = _normals_for(pred.model, normals, path, pos.shape[0])
     pts = x[keep][None].to(pred.device)
@@ -207,7 +222,7 @@ def predict(cfg: dict[str, Any]) -> dict[str, Any]:
     path = Path(cfg["input"])
     if not path.is_file():
         raise InputError(f"--input {path} does not exist")
-    pred = load_predictor(cfg["checkpoint"], cfg.get("model"), cfg.get("device"))
+    pred = load_predictor(cfg["checkpoint"], cfg.get("model"), cfg.get("device"), cfg.get("use_normals", True))
     out = _outputs(cfg["output"]) if cfg.get("output") else None
     result: dict[str, Any] = {"model": pred.name, "task": pred.kind, "input": str(path)}
     if pred.kind == "image":
@@ -242,12 +257,22 @@ def _write_segmentation(pred: Predictor, cloud: Any, labels: np.ndarray, conf: n
 
     stem = out.with_suffix("")
     ply, npy, png = stem.with_suffix(".ply"), stem.with_suffix(".npy"), stem.with_suffix(".png")
+    clash = [p for p in (ply, npy, png) if p.resolve() == cloud.path.resolve()]
+    if clash:
+        raise InputError(f"--output {out} would overwrite the input {cloud.path}; choose another --output")
     ply.parent.mkdir(parents=True, exist_ok=True)
     write_labeled_ply(ply, cloud.pos, labels, normals=cloud.normals, fields={"confidence": conf})
     tmp = npy.with_name(f".{npy.name}.tmp.npy")
     np.save(tmp, labels)
     tmp.replace(npy)
     target = cloud.labels
+    if target is not None:
+        own = pred.categories.parts[pred.categories.names.index(category)]
+        stray = np.setdiff1d(np.unique(target), [*own, -1])
+        if stray.size:
+            raise InputError(f"{cloud.path}: its labels {stray[:5].tolist()} are not {category}'s global part ids "
+                             f"{list(own)} (or -1); drop the label column (--columns with '_') to predict without "
+                             "scoring")
     info: dict[str, Any] = {"category": category, "points": int(labels.shape[0]),
                             "parts": {int(p): int((labels == p).sum()) for p in np.unique(labels)}}
     if target is not None:
@@ -270,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", help="part segmenters: the shape's category (e.g. Airplane)")
     p.add_argument("--model", help="the model of an upstream checkpoint (pointcoc checkpoints name theirs)")
     p.add_argument("--columns", help="text/.npy columns, e.g. 'x,y,z,nx,ny,nz' or 'x,y,z,label' (default: by count)")
+    p.add_argument("--no-normals", dest="use_normals", action="store_false",
+                   help="an upstream part segmenter's checkpoint trained on xyz only (pointcoc checkpoints say so)")
     p.add_argument("--topk", type=positive_int, default=5, help="classifiers: classes to report")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     return p

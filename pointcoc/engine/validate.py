@@ -97,7 +97,7 @@ def validate_partseg(cfg: dict[str, Any], dist: Any) -> dict[str, Any]:
 
     split = cfg["split"] or "test"
     if cfg["checkpoint"]:
-        pred = load_predictor(cfg["checkpoint"], cfg["model"], str(dist.device))
+        pred = load_predictor(cfg["checkpoint"], cfg["model"], str(dist.device), cfg["use_normals"])
         cfg = {**cfg, "use_normals": pred.config.get("use_normals", cfg["use_normals"])}
         model = pred.model
     ds = partseg_split(cfg, split, None)

@@ -439,3 +439,11 @@ def test_label_colors_errors() -> None:
     with pytest.raises(InputError, match=r"must be \[N\]"):
         label_colors(np.zeros((2, 2), dtype=int))
     assert label_colors(np.array([0, 4]), num_labels=5).shape == (2, 3)
+
+
+def test_non_finite_normals_name_the_row(tmp_path) -> None:
+    rows = np.random.default_rng(0).normal(size=(20, 6))
+    rows[7, 4] = np.nan
+    np.save(tmp_path / "n.npy", rows)
+    with pytest.raises(InputError, match=r"n\.npy.*NaN or inf \(row 7\)"):
+        read_point_file(tmp_path / "n.npy")

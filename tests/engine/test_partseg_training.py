@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from pointcoc.data import PartDemoConfig, ShapeNetPart, read_point_file
 from pointcoc.data.demo_parts import write_partseg_demo
 from pointcoc.engine.distributed import DistInfo
 from pointcoc.engine.metrics import PartSegMeter
-from pointcoc.engine.partseg import _vote_view, collate_shapes, evaluate_shapes
+from pointcoc.engine.partseg import ShapeCollate, _vote_view, evaluate_shapes
 from pointcoc.engine.partseg import main as train_partseg
 from pointcoc.engine.predict import main as predict_main
 from pointcoc.engine.validate import main as validate
@@ -99,6 +100,12 @@ def test_recipes_and_refusals(parts_dir: Path, tmp_path: Path, caplog: pytest.Lo
     assert "normals" in message
     message = refused(train_partseg, args(parts_dir, tmp_path / "y", "--batch-size", "64"), caplog)
     assert "--batch-size 64" in message
+    message = refused(train_partseg, args(parts_dir, tmp_path / "z", "--num-points", "20"), caplog)
+    assert "--num-points 20" in message and "33" in message  # nano's minimum
+    message = refused(train_partseg, args(parts_dir, tmp_path / "w", "--sched", "step", "--decay-epochs", "4", "8"),
+                      caplog)
+    assert "multistep" in message
+    assert not any((tmp_path / d).exists() for d in "xyzw")  # nothing was touched
 
 
 def test_full_shape_evaluation_pads_small_shapes_and_matches_shape_by_shape(parts_dir: Path) -> None:
@@ -119,7 +126,8 @@ def test_full_shape_evaluation_pads_small_shapes_and_matches_shape_by_shape(part
     assert got["per_category"] == pytest.approx(ref["per_category"], abs=1e-9)
     # padding: a shape below the model's minimum keeps its own points first, repeats mark keep=False
     pts = torch.randn(10, 6)
-    flat, batch, cat, seg, keep = collate_shapes(16)([(pts, 1, torch.arange(10))])
+    collate = pickle.loads(pickle.dumps(ShapeCollate(16)))  # loader workers started by spawn pickle it
+    flat, batch, cat, seg, keep = collate([(pts, 1, torch.arange(10))])
     assert flat.shape == (16, 6) and keep.sum() == 10 and torch.equal(flat[:10], pts) and bool(keep[:10].all())
     assert cat.tolist() == [1] and torch.equal(seg[:10], torch.arange(10)) and batch.eq(0).all()
 
@@ -153,9 +161,10 @@ def trained(parts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _shape_file(parts_dir: Path, suffix: str, folder: Path) -> tuple[Path, np.ndarray]:
-    """The first test shape (a Mug) written as ``suffix``; returns the path and its rows [N, 7]."""
+    """The first Mug of the test split written as ``suffix``; returns the path and its rows [N, 7]."""
     ds = ShapeNetPart(parts_dir, "test", num_points=None)
-    rows = np.loadtxt(ds.shapes[0][1])
+    mug = ds.categories.names.index("Mug")
+    rows = np.loadtxt(next(path for category, path in ds.shapes if category == mug))
     path = folder / f"mug{suffix}"
     if suffix == ".npy":
         np.save(path, rows)
@@ -204,6 +213,13 @@ def test_predict_refuses_bad_input_with_one_line(trained: Path, parts_dir: Path,
     np.save(xyz, np.random.default_rng(0).normal(size=(300, 3)))
     res = run_script("predict.py", "--checkpoint", str(trained), "--input", str(xyz), "--category", "Mug")
     assert "normals" in one_line_error(res)
+    res = run_script("predict.py", "--checkpoint", str(trained), "--input", str(path), "--category", "Table",
+                     "--output", str(tmp_path / "t.ply"))  # the file's labels are a Mug's
+    assert "not Table's global part ids [47, 48, 49]" in one_line_error(res)
+    before = path.read_bytes()
+    res = run_script("predict.py", "--checkpoint", str(trained), "--input", str(path), "--category", "Mug",
+                     "--output", str(path.with_suffix(".ply")))
+    assert "would overwrite the input" in one_line_error(res) and path.read_bytes() == before
 
 
 def test_torchrun_two_processes(parts_dir: Path, tmp_path: Path) -> None:
