@@ -55,7 +55,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "pointnext": dict(epochs=300, batch_size=32, opt="adamw", lr=0.001, weight_decay=1e-4, sched="multistep",
                       decay_epochs=[210, 270], decay_rate=0.1, min_lr=0.0, warmup_epochs=0, augment="pointnext",
                       num_points=2048, train_split="trainval", val_split="test"),
-    "demo": dict(epochs=10, batch_size=16, opt="adamw", lr=2e-3, weight_decay=0.05, sched="cosine", min_lr=1e-5,
+    "demo": dict(epochs=10, batch_size=16, opt="adamw", lr=4e-3, weight_decay=0.05, sched="cosine", min_lr=1e-5,
                  decay_epochs=[], decay_rate=1.0, warmup_epochs=0, augment="pointnext", num_points=2048,
                  train_split="train", val_split="val"),
 }

