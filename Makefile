@@ -51,7 +51,7 @@ demo: setup
 # Part segmentation: train the context-cluster U-Net on the built-in demo part set; prints instance / class mIoU.
 DEMO_PARTSEG_DIR ?= runs/demo-partseg-$(shell date +%Y%m%d-%H%M%S)
 demo-partseg: setup
-	$(PY) scripts/train_partseg.py --dataset demo --model pointcoc_seg_tiny --workers 2 --output-dir $(DEMO_PARTSEG_DIR)
+	$(PY) scripts/train_partseg.py --dataset demo --model pointcoc_seg_tiny --workers 1 --output-dir $(DEMO_PARTSEG_DIR)
 
 print-torch-version:
 	@echo $(TORCH_VERSION)
