@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +14,7 @@ from pointcoc.ops import Points, canonical_points, fps_points
 from pointcoc.ops._checks import check_pos
 
 __all__ = ["drop_path_rates", "prepare_points", "input_features", "sample_anchors", "FPS_STARTS", "check_stage_lengths",
-           "category_one_hot", "stages_min_points"]
+           "category_one_hot", "stages_min_points", "reducer_stages"]
 
 FPS_STARTS = ("first", "canonical", "random")
 
@@ -128,6 +129,13 @@ def category_one_hot(category: Tensor | None, num_categories: int, num_clouds: i
     if low < 0 or high >= C:
         raise InputError(f"`category` index {low if low < 0 else high} is out of range [0, {C})")
     return F.one_hot(category.to(like.device).long(), C).to(like.dtype)
+
+
+def reducer_stages(reducers: Sequence[Any], stages: Sequence[Any]) -> list[tuple[int, int, int]]:
+    """``(k, reduction, regions)`` per stage of a PointReducer + ClusterStage stack, for :func:`stages_min_points`
+    (``regions``: the most FPS regions any block of the stage splits a cloud into; 1 without blocks)."""
+    return [(r.num_neighbors, r.reduction, max((b.token_mixer.num_regions for b in s), default=1))
+            for r, s in zip(reducers, stages)]
 
 
 def stages_min_points(stages: Sequence[tuple[int, int, int]], deepest: int = 1) -> int:

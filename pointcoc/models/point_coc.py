@@ -20,6 +20,7 @@ from pointcoc.models._common import (
     drop_path_rates,
     input_features,
     prepare_points,
+    reducer_stages,
     stages_min_points,
 )
 from pointcoc.models.registry import register
@@ -116,8 +117,7 @@ class PointCoC(nn.Module):
 
     def min_points(self) -> int:
         """The smallest cloud this model accepts (every reducer needs ``k`` points, every stage its regions)."""
-        return stages_min_points([(r.num_neighbors, r.reduction, max((b.token_mixer.num_regions for b in s), default=1))
-                                  for r, s in zip(self.reducers, self.stages)])
+        return stages_min_points(reducer_stages(self.reducers, self.stages))
 
     def prepare(self, pos: Tensor | Points, x: Tensor | None = None, batch: Tensor | None = None) -> Points:
         """Check the input once: dense ``pos [B, N, D]`` / flat ``[sum N, D]`` (+ ``x``, ``batch``) or a ``Points``."""
