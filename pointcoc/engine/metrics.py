@@ -1,5 +1,6 @@
-"""Metrics that reduce exactly across processes: classification (OA, mAcc, per-class accuracy, top-k) and
-part segmentation (instance / class mIoU, per-category IoU)."""
+"""Metrics that reduce exactly across processes: classification (OA, mAcc, per-class accuracy, top-k),
+part segmentation (instance / class mIoU, per-category IoU) and semantic segmentation (mIoU, OA, mAcc,
+per-class IoU from a confusion matrix)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch import Tensor
 
 from pointcoc.engine.distributed import all_reduce_sum
 
-__all__ = ["ClassificationMeter", "PartSegMeter"]
+__all__ = ["ClassificationMeter", "PartSegMeter", "SemSegMeter"]
 
 
 class ClassificationMeter:
@@ -162,4 +163,80 @@ class PartSegMeter:
             "per_category": [100.0 * float(v) for v in per_cat],
             "accuracy": 100.0 * float(self.points[0]) / max(float(self.points[1]), 1.0),
             "loss": float(self.loss_sum) / max(n, 1.0),
+        }
+
+
+class SemSegMeter:
+    """Semantic-segmentation metrics from a confusion matrix (the S3DIS / ScanNet protocol).
+
+    * ``confusion[t, p]`` counts the points of ground-truth class ``t`` predicted as ``p``; points with a
+      negative label (ignored) are not counted;
+    * a class's IoU is ``tp / (tp + fp + fn)``; mIoU is the mean over the classes that occur in the ground
+      truth or the predictions (a class absent from both has no IoU, NaN, and is left out);
+    * OA is ``sum tp / points``; mAcc the mean over the classes that occur in the ground truth of ``tp / gt``.
+
+    Args:
+        num_classes: ``C``.
+        class_names: optional names for :meth:`compute`'s ``per_class_named``.
+    """
+
+    def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
+        if num_classes < 1:
+            raise ValueError(f"`num_classes` must be >= 1, got {num_classes}")
+        self.num_classes, self.class_names = num_classes, class_names
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64)
+        self.loss_sum = torch.zeros(2, dtype=torch.float64)  # loss * points, points
+        self.skipped = 0
+
+    def skip(self, count: int) -> None:
+        self.skipped += count
+
+    @property
+    def count(self) -> int:
+        """Points counted so far."""
+        return int(self.confusion.sum())
+
+    def update(self, logits: Tensor, target: Tensor, loss: float | None = None) -> None:
+        """``logits [M, C]`` (or predicted labels ``[M]``), ``target [M]`` (negative = ignored); ``loss`` the batch
+        mean."""
+        target = target.detach().reshape(-1).long().cpu()
+        pred = logits.detach().argmax(-1) if logits.is_floating_point() else logits.detach()
+        pred = pred.reshape(-1).long().cpu()
+        if pred.shape != target.shape:
+            raise ValueError(f"predictions {tuple(pred.shape)} and targets {tuple(target.shape)} differ in length")
+        keep = target >= 0
+        if bool((target[keep] >= self.num_classes).any()) or bool(((pred[keep] < 0) | (pred[keep] >= self.num_classes))
+                                                                   .any()):
+            raise ValueError(f"labels and predictions must be < num_classes ({self.num_classes})")
+        C = self.num_classes
+        self.confusion += torch.bincount(target[keep] * C + pred[keep], minlength=C * C).view(C, C).double()
+        if loss is not None:
+            n = float(keep.sum())
+            self.loss_sum += torch.tensor([float(loss) * n, n], dtype=torch.float64)
+
+    def reduce(self) -> SemSegMeter:
+        """Sum over all processes (in place); returns self."""
+        C = self.num_classes
+        flat = all_reduce_sum(torch.cat([self.confusion.view(-1), self.loss_sum,
+                                         torch.tensor([float(self.skipped)], dtype=torch.float64)]))
+        self.confusion, self.loss_sum, self.skipped = flat[:C * C].view(C, C), flat[C * C:C * C + 2], int(flat[-1])
+        return self
+
+    def compute(self) -> dict[str, float | int | list[float]]:
+        """``miou``, ``oa``, ``macc``, ``per_class`` IoU (NaN for a class absent from ground truth and
+        predictions), ``per_class_acc``, ``loss`` and ``skipped``; in percent."""
+        cm = self.confusion
+        tp, gt, pred = cm.diag(), cm.sum(1), cm.sum(0)
+        union = gt + pred - tp
+        iou = torch.where(union > 0, tp / union.clamp_min(1), torch.full_like(tp, math.nan))
+        acc = torch.where(gt > 0, tp / gt.clamp_min(1), torch.full_like(tp, math.nan))
+        has_iou, has_gt = union > 0, gt > 0
+        return {
+            "miou": 100.0 * float(iou[has_iou].mean()) if bool(has_iou.any()) else 0.0,
+            "oa": 100.0 * float(tp.sum()) / max(float(cm.sum()), 1.0),
+            "macc": 100.0 * float(acc[has_gt].mean()) if bool(has_gt.any()) else 0.0,
+            "per_class": [100.0 * float(v) for v in iou],
+            "per_class_acc": [100.0 * float(v) for v in acc],
+            "loss": float(self.loss_sum[0]) / max(float(self.loss_sum[1]), 1.0),
+            "skipped": int(self.skipped),
         }

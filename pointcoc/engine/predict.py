@@ -64,9 +64,11 @@ class Predictor:
     """
 
     def __init__(self, model: nn.Module, name: str, class_names: list[str], categories: PartCategories | None,
-                 config: dict[str, Any], device: torch.device) -> None:
-        self.model, self.name, self.kind = model, name, model_kind(name)
+                 config: dict[str, Any], device: torch.device, kind: str | None = None,
+                 features: list[str] | None = None) -> None:
+        self.model, self.name, self.kind = model, name, kind or model_kind(name)
         self.class_names, self.categories, self.config, self.device = class_names, categories, config, device
+        self.features = features or []
 
 
 def _categories_from(ckpt: Any) -> PartCategories | None:
@@ -109,7 +111,15 @@ def load_predictor(checkpoint: str | Path, model_name: str | None = None, device
     names = list(ckpt["class_names"]) if isinstance(ckpt, dict) and isinstance(ckpt.get("class_names"), list) else []
     categories = None
     kwargs: dict[str, Any] = {}
-    if kind == "partseg":
+    features: list[str] = []
+    if isinstance(ckpt, dict) and ckpt.get("task") == "semseg":  # a scene segmenter: classes, no categories
+        from pointcoc.data.scene_sets import feature_channels
+
+        kind, names, features = "semseg", list(ckpt.get("classes") or names), list(ckpt.get("features") or [])
+        kwargs = dict(num_classes=len(names), num_categories=0, in_chans=feature_channels(features))
+        if cfg.get("sampler"):
+            kwargs["sampler"] = cfg["sampler"]
+    elif kind == "partseg":
         categories = _categories_from(ckpt) or PartCategories.standard()
         names = list(categories.names)
         kwargs = dict(num_classes=categories.num_parts, num_categories=categories.num_categories)
@@ -122,7 +132,7 @@ def load_predictor(checkpoint: str | Path, model_name: str | None = None, device
     load_upstream_state_dict(model, ckpt, source=f"--checkpoint {checkpoint}")
     if kind != "partseg" and not names:
         names = [str(i) for i in range(int(getattr(model, "num_classes", 0)))]
-    return Predictor(model.to(dev).eval(), name, names, categories, cfg, dev)
+    return Predictor(model.to(dev).eval(), name, names, categories, cfg, dev, kind, features)
 
 
 def normalised_points(pos: np.ndarray) -> Tensor:
@@ -230,6 +240,17 @@ def predict(cfg: dict[str, Any]) -> dict[str, Any]:
             raise InputError(f"--input {path}: {pred.name} is an image classifier; give an image "
                              f"({', '.join(IMAGE_SUFFIXES)})")
         result["top"] = classify_image(pred, path, cfg["topk"])
+    elif pred.kind == "semseg":
+        from pointcoc.engine.predict_scene import LAS_SUFFIXES, scene_tile_settings, segment_scene_file
+
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES + LAS_SUFFIXES:
+            raise InputError(f"--input {path}: unsupported file type {path.suffix!r}; scene files are "
+                             f"{', '.join(SUPPORTED_SUFFIXES + LAS_SUFFIXES)}")
+        tiles = scene_tile_settings(pred.config, pred.features, cfg)
+        result.update(segment_scene_file(pred.model, path, out, tiles, pred.class_names, device=pred.device,
+                                         stream=cfg["stream"], stream_above=cfg["stream_above"],
+                                         chunk_size=cfg["chunk_size"], columns=cfg.get("columns"),
+                                         label_map=cfg.get("las_map"), title=f"{pred.name}: {path.name}"))
     else:
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             raise InputError(f"--input {path}: unsupported file type {path.suffix!r}; point files are "
@@ -298,6 +319,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-normals", dest="use_normals", action="store_false",
                    help="an upstream part segmenter's checkpoint trained on xyz only (pointcoc checkpoints say so)")
     p.add_argument("--topk", type=positive_int, default=5, help="classifiers: classes to report")
+    scene = p.add_argument_group("scene segmenters")
+    scene.add_argument("--stream", choices=["auto", "on", "off"], default="auto",
+                       help="read .las/.laz/.npy in chunks and predict tile by tile (auto: above --stream-above)")
+    scene.add_argument("--stream-above", type=positive_int, default=5_000_000, help="points")
+    scene.add_argument("--chunk-size", type=positive_int, default=1_000_000, help="points read at a time")
+    scene.add_argument("--las-map", help="LAS/LAZ: classification codes of the classes, e.g. "
+                                         "'ground:2;vegetation:3,4,5;building:6' (scores the file, writes codes)")
+    scene.add_argument("--voxel-size", type=float, help="default: the training run's")
+    scene.add_argument("--tile-size", type=float, help="tile side in metres (default: the training run's)")
+    scene.add_argument("--tile-margin", type=float, help="context around a tile in metres")
+    scene.add_argument("--tile-points", type=positive_int, help="most voxels per model call")
+    scene.add_argument("--vote", type=positive_int, help="average N rotations about z")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     return p
 

@@ -26,6 +26,8 @@ log = logging.getLogger("pointcoc.validate")
 
 #: model kind -> the --dataset values it evaluates on ('demo': the demo point set, or the demo part set)
 DATASETS = {"image": ("images",), "point": ("modelnet40", "scanobjectnn", "demo"), "partseg": ("shapenetpart", "demo")}
+#: scene sets (scene segmenters, whose checkpoints say ``task: semseg``; 'demo' is then the demo rooms)
+SCENE_DATASETS = ("s3dis", "scannet", "folder")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,9 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, choices=list_models())
     p.add_argument("--checkpoint", help="pointcoc (last.pt/best.pt) or upstream checkpoint; none: random weights")
-    p.add_argument("--dataset", choices=["modelnet40", "scanobjectnn", "shapenetpart", "demo", "images"], required=True,
+    p.add_argument("--dataset", choices=["modelnet40", "scanobjectnn", "shapenetpart", "s3dis", "scannet", "folder",
+                                         "demo", "images"], required=True,
                    help="'images' is an ImageNet-style folder (--data-dir, or 'demo'); 'demo' is the demo point set "
-                        "for classifiers and the demo part set for part segmenters")
+                        "for classifiers, the demo part set for part segmenters and the demo rooms for scene "
+                        "segmenters; s3dis / scannet / folder are scene sets (as in train_semseg.py)")
     p.add_argument("--data-dir")
     p.add_argument("--split", default=None, help="test (points) / val (images) by default")
     p.add_argument("--variant", choices=sorted(pdata.SCANOBJECTNN_VARIANTS), default="pb_t50_rs")
@@ -58,6 +62,8 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     dist = init_distributed(cfg["device"])
     try:
         kind = model_kind(cfg["model"])
+        if cfg["dataset"] in SCENE_DATASETS or (kind == "partseg" and _is_scene_checkpoint(cfg["checkpoint"])):
+            return validate_semseg(cfg, dist)
         if cfg["dataset"] not in DATASETS[kind]:
             raise InputError(f"model {cfg['model']} is {'an' if kind == 'image' else 'a'} {kind} model; it runs on "
                              f"--dataset {' or '.join(DATASETS[kind])}, not {cfg['dataset']}")
@@ -115,6 +121,44 @@ def validate_partseg(cfg: dict[str, Any], dist: Any) -> dict[str, Any]:
     return metrics
 
 
+def _is_scene_checkpoint(checkpoint: str | None) -> bool:
+    from pointcoc.models import read_checkpoint
+
+    if not checkpoint:
+        return False
+    ckpt = read_checkpoint(checkpoint)
+    return isinstance(ckpt, dict) and ckpt.get("task") == "semseg"
+
+
+def validate_semseg(cfg: dict[str, Any], dist: Any) -> dict[str, Any]:
+    """A scene segmenter on every original point of each scene of the split, predicted in tiles with its training
+    run's settings (``--vote N`` rotations averaged when asked); the metrics hold the confusion matrix."""
+    from pointcoc.engine.predict import load_predictor
+    from pointcoc.engine.semseg import evaluate_scenes, scene_split
+
+    if not cfg["checkpoint"]:
+        raise InputError("scene segmenters are evaluated with their --checkpoint (it names the classes and input "
+                         "features)")
+    pred = load_predictor(cfg["checkpoint"], cfg["model"], str(dist.device))
+    if pred.kind != "semseg":
+        raise InputError(f"--checkpoint {cfg['checkpoint']} is not a scene segmenter (train one with "
+                         f"scripts/train_semseg.py); --dataset {cfg['dataset']} is a scene set")
+    if cfg["dataset"] not in SCENE_DATASETS + ("demo",):
+        raise InputError(f"{cfg['model']} segments scenes; use --dataset {' or '.join(SCENE_DATASETS + ('demo',))}")
+    split = cfg["split"] or "test"
+    folders, classes = scene_split({"dataset": cfg["dataset"], "data_dir": cfg["data_dir"]}, split)
+    if list(classes) != list(pred.class_names):
+        raise InputError(f"--checkpoint {cfg['checkpoint']} predicts {pred.class_names}, the {split} split has "
+                         f"{classes}")
+    run = {**pred.config, "vote": cfg["vote"], "amp": "none"}
+    metrics, confusion = evaluate_scenes(pred.model, folders, classes, run, dist, pred.features)
+    metrics["per_class"] = dict(zip(classes, metrics["per_class"]))
+    metrics["per_class_acc"] = dict(zip(classes, metrics["per_class_acc"]))
+    metrics.update(model=pred.name, checkpoint=cfg["checkpoint"], split=split, samples=len(folders),
+                   classes=list(classes), vote=cfg["vote"], confusion=confusion.long().tolist())
+    return metrics
+
+
 def _check_output(output: str | None) -> None:
     """Refuse an ``--output`` that cannot be written before the evaluation runs, not after."""
     if output is None:
@@ -132,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         _check_output(cfg["output"])
         apply_cpu_allocator(cfg["cpu_allocator"])
         metrics = validate(cfg)
-        keys = [k for k in ("oa", "macc", "top1", "top5", "instance_miou", "class_miou", "accuracy", "loss")
+        keys = [k for k in ("miou", "oa", "macc", "top1", "top5", "instance_miou", "class_miou", "accuracy", "loss")
                 if k in metrics]
         skipped = f", {metrics['skipped']} damaged skipped" if metrics.get("skipped") else ""
         log.info("%s on %s (%d samples%s): %s", cfg["model"], metrics["split"], metrics["samples"], skipped,

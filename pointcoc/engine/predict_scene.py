@@ -1,0 +1,270 @@
+"""``scripts/predict.py`` for scene segmenters: every point of a scene file labelled, streamed when it is large.
+
+Inputs: ``.ply``, ``.npy``/``.npz``, ``.txt``/``.xyz``/``.pts`` (:func:`pointcoc.data.files.read_point_file`)
+and LiDAR ``.las``/``.laz`` (:mod:`pointcoc.data.las`). The scene is predicted in tiles
+(:mod:`pointcoc.engine.scene_infer`) with the settings of the training run (voxel size, features).
+
+Streaming (``--stream on``, or ``auto`` for ``.las``/``.laz``/``.npy`` files above ``--stream-above`` points):
+one pass reads the file in chunks and bins the points by tile into spill files under a temporary folder;
+the tiles are then predicted one at a time, their labels written into a memory-mapped ``OUT.npy``; a second
+pass writes the outputs chunk by chunk. Memory depends on the chunk and tile sizes, not on the file.
+
+Outputs (``--output OUT``): ``OUT.npy`` (int32 labels), ``OUT.png`` (top view and a 3D view, beside the
+file's own labels when it has some), and the labelled points: for LAS/LAZ a copy of the input with the
+classification replaced (``OUT.las``/``OUT.laz``; the input is never modified), otherwise ``OUT.ply`` with a
+``label`` property and label colours.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from pointcoc.data.files import label_colors, read_point_file
+from pointcoc.engine.scene_infer import ArraySource, SpilledSource, TileConfig, predict_tiles
+from pointcoc.errors import InputError
+
+__all__ = ["segment_scene_file", "scene_tile_settings", "LAS_SUFFIXES", "STREAM_SUFFIXES"]
+
+log = logging.getLogger("pointcoc.predict")
+
+LAS_SUFFIXES = (".las", ".laz")
+#: the formats that can be read in chunks
+STREAM_SUFFIXES = (".las", ".laz", ".npy")
+PREVIEW_POINTS = 200_000
+
+
+def scene_tile_settings(config: dict[str, Any], features: list[str], overrides: dict[str, Any]) -> TileConfig:
+    """The tiling of a scene segmenter: its training run's values, overridden by the command line's."""
+    def pick(key: str, default: Any) -> Any:
+        value = overrides.get(key)
+        return value if value is not None else config.get(key, default)
+
+    return TileConfig(voxel_size=float(pick("voxel_size", 0.04) or 0.0), tile_size=float(pick("tile_size", 3.0)),
+                      margin=float(pick("tile_margin", 0.5)), max_points=int(pick("tile_points", 60_000)),
+                      features=tuple(features), height_ref=str(pick("height_ref", "scene")),
+                      votes=max(int(overrides.get("vote") or 1), 1))
+
+
+def _npy_columns(path: Path, arr: np.ndarray, columns: str | None) -> tuple[list[int], list[int] | None]:
+    """x, y, z and (optional) r, g, b column indices of a 2-D ``.npy`` read in chunks."""
+    if arr.ndim != 2 or arr.dtype.kind not in "fiu":
+        raise InputError(f"{path}: streaming reads a numeric [N, C] array, got {arr.dtype} {tuple(arr.shape)}; "
+                         "use --stream off for structured arrays")
+    if columns is None:
+        if arr.shape[1] != 3:
+            raise InputError(f"{path}: {arr.shape[1]} columns; name them with --columns (e.g. 'x,y,z,r,g,b,_') to "
+                             "stream it")
+        return [0, 1, 2], None
+    names = [c.strip().lower() for c in columns.split(",")]
+    if len(names) != arr.shape[1]:
+        raise InputError(f"{path}: --columns names {len(names)} columns, the array has {arr.shape[1]}")
+    try:
+        xyz = [names.index(a) for a in ("x", "y", "z")]
+    except ValueError:
+        raise InputError(f"{path}: --columns must name x, y and z, got {columns!r}") from None
+    rgb = [names.index(a) for a in ("r", "g", "b")] if all(a in names for a in ("r", "g", "b")) else None
+    return xyz, rgb
+
+
+class _Scene:
+    """A scene file seen through chunks: ``count``, ``bounds [2, 3]``, ``has_color``, ``chunks()`` yielding
+    ``(start, coord [n, 3] float64, color [n, 3] uint8 or None, labels [n] or None)``."""
+
+    def __init__(self, path: Path, chunk_size: int, columns: str | None, label_map: Any) -> None:
+        self.path, self.chunk_size, self.label_map = path, chunk_size, label_map
+        suffix = path.suffix.lower()
+        self.is_las = suffix in LAS_SUFFIXES
+        if self.is_las:
+            from pointcoc.data.las import las_header_info
+
+            info = las_header_info(path)
+            self.count, self.has_color = info["point_count"], info["has_rgb"]
+            self.bounds = np.array([info["mins"], info["maxs"]], dtype=np.float64)
+        else:
+            self.array = np.load(path, mmap_mode="r", allow_pickle=False)
+            self.xyz, self.rgb = _npy_columns(path, self.array, columns)
+            self.count, self.has_color = int(self.array.shape[0]), self.rgb is not None
+            lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+            for _, coord, _, _ in self.chunks():
+                lo, hi = np.minimum(lo, coord.min(0)), np.maximum(hi, coord.max(0))
+            self.bounds = np.stack([lo, hi])
+        if self.count == 0:
+            raise InputError(f"{path}: no points")
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]:
+        if self.is_las:
+            from pointcoc.data.las import iter_las_chunks
+
+            feats = ("rgb",) if self.has_color else ()
+            for c in iter_las_chunks(self.path, self.chunk_size, features=feats, label_map=self.label_map):
+                yield c.start, c.pos, c.colors, c.labels
+            return
+        for start in range(0, self.count, self.chunk_size):
+            block = np.asarray(self.array[start:start + self.chunk_size])
+            coord = block[:, self.xyz].astype(np.float64)
+            if not np.isfinite(coord).all():
+                row = start + int(np.argmax(~np.isfinite(coord).all(1)))
+                raise InputError(f"{self.path}: row {row} has a NaN or infinite coordinate")
+            color = None if self.rgb is None else np.clip(np.round(block[:, self.rgb]), 0, 255).astype(np.uint8)
+            yield start, coord, color, None
+
+
+def _write_ply_stream(path: Path, count: int, large: bool,
+                      rows: Iterator[tuple[np.ndarray, np.ndarray]]) -> None:
+    """A binary little-endian PLY of ``count`` vertices (``x y z`` float32, or float64 when ``large``, ``red green
+    blue`` uchar, ``label`` int32) from ``(coord [n, 3], labels [n])`` chunks, atomically; the header is the one
+    :func:`pointcoc.data.files.write_labeled_ply` writes, without confidences."""
+    ftype = "double" if large else "float"
+    dtype = np.dtype([("x", "<f8" if large else "<f4"), ("y", "<f8" if large else "<f4"),
+                      ("z", "<f8" if large else "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"),
+                      ("label", "<i4")])
+    header = ("ply\nformat binary_little_endian 1.0\ncomment written by pointcoc\n"
+              f"element vertex {count}\nproperty {ftype} x\nproperty {ftype} y\nproperty {ftype} z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\nproperty int label\nend_header\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(header.encode("ascii"))
+            for coord, labels in rows:
+                table = np.empty(len(coord), dtype=dtype)
+                for i, a in enumerate("xyz"):
+                    table[a] = coord[:, i]
+                rgb = label_colors(labels)
+                for i, a in enumerate(("red", "green", "blue")):
+                    table[a] = rgb[:, i]
+                table["label"] = labels
+                table.tofile(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _bar(total: int, desc: str) -> tuple[Any, Callable[[float], None]]:
+    bar = tqdm(total=total, desc=desc, unit="%", disable=not os.isatty(2), leave=False)
+
+    def update(fraction: float) -> None:
+        bar.n = int(round(fraction * total))
+        bar.refresh()
+
+    return bar, update
+
+
+def _outputs(path: Path, out: Path | None, is_las: bool) -> dict[str, Path]:
+    stem = (out or path.with_name(path.stem + "_pred")).with_suffix("")
+    points = stem.with_suffix(path.suffix if is_las else ".ply")
+    outs = {"points": points, "labels": stem.with_suffix(".npy"), "figure": stem.with_suffix(".png")}
+    for p in outs.values():
+        if p.resolve() == path.resolve():
+            raise InputError(f"--output {out} would overwrite the input {path}; choose another --output")
+    return outs
+
+
+def segment_scene_file(model: Any, path: Path, out: Path | None, tiles: TileConfig, class_names: list[str], *,
+                       device: Any = "cpu", stream: str = "auto", stream_above: int = 5_000_000,
+                       chunk_size: int = 1_000_000, columns: str | None = None, label_map: Any = None,
+                       title: str = "") -> dict[str, Any]:
+    """Label every point of the scene file ``path`` and write the outputs (see the module docstring).
+
+    Returns what was predicted and written: ``points``, ``streamed``, per-class ``counts``, ``accuracy`` (when
+    the file has labels) and ``written``.
+    """
+    from pointcoc.visualize import draw_part_segmentation
+
+    suffix = path.suffix.lower()
+    is_las = suffix in LAS_SUFFIXES
+    outs = _outputs(path, out, is_las)
+    if stream not in ("auto", "on", "off"):
+        raise InputError(f"--stream must be auto, on or off, got {stream!r}")
+    if stream == "on" and suffix not in STREAM_SUFFIXES:
+        raise InputError(f"--stream on reads {', '.join(STREAM_SUFFIXES)} files in chunks; {path} is {suffix} (use "
+                         "--stream off, or convert it to .npy)")
+    scene = _Scene(path, chunk_size, columns, label_map) if suffix in STREAM_SUFFIXES and stream != "off" else None
+    streamed = scene is not None and (stream == "on" or scene.count > stream_above)
+    C = len(class_names)
+    outs["labels"].parent.mkdir(parents=True, exist_ok=True)
+    tmp_labels = outs["labels"].with_name(f".{outs['labels'].name}.tmp.npy")
+    bar, progress = _bar(100, f"predict {path.name}")
+    try:
+        if streamed:
+            assert scene is not None
+            labels = np.lib.format.open_memmap(tmp_labels, mode="w+", dtype=np.int32, shape=(scene.count,))
+            work = Path(tempfile.mkdtemp(prefix=".pointcoc-tiles-", dir=outs["labels"].parent))
+            try:
+                source = SpilledSource(((s, c, col) for s, c, col, _ in scene.chunks()), scene.bounds, scene.count,
+                                       tiles, work, scene.has_color and "color" in tiles.features)
+                for index, probs in predict_tiles(model, source, tiles, device, progress):
+                    labels[index] = probs.argmax(1)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            labels.flush()
+            count, truth_all = scene.count, None
+        else:
+            if is_las:
+                from pointcoc.data.las import las_header_info, read_las
+
+                rgb = las_header_info(path)["has_rgb"]
+                cloud = read_las(path, label_map=label_map, features=("rgb",) if rgb else ())
+            else:
+                cloud = read_point_file(path, columns=columns)
+            source_mem = ArraySource(cloud.pos, cloud.colors if "color" in tiles.features else None, cloud.normals)
+            labels = np.zeros(cloud.num_points, dtype=np.int32)
+            for index, probs in predict_tiles(model, source_mem, tiles, device, progress):
+                labels[index] = probs.argmax(1)
+            np.save(tmp_labels, labels)
+            count, truth_all = cloud.num_points, cloud.labels
+    finally:
+        bar.close()
+    tmp_labels.replace(outs["labels"])
+    labels = np.load(outs["labels"], mmap_mode="r")
+    # the labelled points
+    if is_las:
+        from pointcoc.data.las import write_las_labels
+
+        las_map = label_map if label_map is not None else {name: [i] for i, name in enumerate(class_names)}
+        write_las_labels(path, outs["points"], labels, label_map=las_map, chunk_size=chunk_size)
+    elif streamed:
+        assert scene is not None
+        large = bool(np.abs(scene.bounds).max() > 1e4)
+        _write_ply_stream(outs["points"], count, large, ((c, np.asarray(labels[s:s + len(c)]))
+                                                         for s, c, _, _ in scene.chunks()))
+    else:
+        from pointcoc.data.files import write_labeled_ply
+
+        write_labeled_ply(outs["points"], cloud.pos, np.asarray(labels))
+    # a preview: every k-th point
+    step = max(1, count // PREVIEW_POINTS)
+    if streamed:
+        assert scene is not None
+        parts = [(c[::step], np.asarray(labels[s:s + len(c)][::step]), t) for s, c, _, t in scene.chunks()]
+        pos = np.concatenate([p for p, _, _ in parts])
+        pred = np.concatenate([q for _, q, _ in parts])
+        truth = None if any(t is None for _, _, t in parts) else np.concatenate([t[::step] for _, _, t in parts])
+    else:
+        pos, pred = cloud.pos[::step], np.asarray(labels[::step])
+        truth = None if truth_all is None else truth_all[::step]
+    if truth is not None and truth.size and truth.max() >= C:
+        log.warning("%s: its labels go up to %d but the model has %d classes; not scored", path, truth.max(), C)
+        truth = None
+    draw_part_segmentation(pos, pred, truth, outs["figure"], views=((90.0, -90.0), (35.0, -60.0)),
+                           vertical_axis="z", names=list(class_names), title=title or path.name, point_size=0.5)
+    result: dict[str, Any] = {"points": count, "streamed": streamed,
+                              "counts": {class_names[i]: int(n) for i, n in
+                                         enumerate(np.bincount(np.asarray(labels), minlength=C)) if n},
+                              "written": [str(outs["points"]), str(outs["labels"]), str(outs["figure"])]}
+    if truth_all is not None and (truth_all >= 0).any() and truth_all.max() < C:
+        valid = truth_all >= 0
+        result["accuracy"] = 100.0 * float((np.asarray(labels)[valid] == truth_all[valid]).mean())
+    return result
+
