@@ -70,8 +70,6 @@ class PointCoCSeg(nn.Module):
             ``k`` nearest points (a :class:`~pointcoc.blocks.PointReducer` with ``reduction=1`` and the points as
             their own anchors, no FPS), added to the embedding through LayerNorm and GELU (local geometry for the
             finest decoder level, as PointNeXt's stride-1 first stage).
-        refine_neighbors: with ``k > 0``, the same kNN aggregation once more on the decoder's output at full resolution
-            (after the input level's linear layer, before the head).
         mlp_ratio, drop_path_rate, layer_scale_init_value, aggregation, sampler, region_mode: as in
             :class:`~pointcoc.models.PointCoC` (the drop-path rate rises over the encoder's blocks, then
             over the decoder's).
@@ -92,7 +90,7 @@ class PointCoCSeg(nn.Module):
                  head_hidden: int = 128, head_dropout: float = 0.5, mlp_ratio: float = 2.0,
                  drop_path_rate: float = 0.0, layer_scale_init_value: float | None = 1e-5, aggregation: str = "max",
                  sampler: str = "fps", region_mode: str = "fps", region_size: Sequence[int] | None = None,
-                 stem_neighbors: int = 0, refine_neighbors: int = 0) -> None:
+                 stem_neighbors: int = 0) -> None:
         super().__init__()
         region_size = [None] * len(dims) if region_size is None else list(region_size)
         check_stage_lengths(dims=dims, depths=depths, reductions=reductions, num_neighbors=num_neighbors,
@@ -112,11 +110,6 @@ class PointCoCSeg(nn.Module):
             self.stem = PointReducer(embed_dim, embed_dim, num_neighbors=stem_neighbors, reduction=1,
                                      rel_pos_dim=pos_dim, aggregation="max")
             self.stem_norm = nn.LayerNorm(embed_dim)
-        self.refine = None
-        if refine_neighbors:  # the same on the decoded per-point features
-            self.refine = PointReducer(embed_dim, embed_dim, num_neighbors=refine_neighbors, reduction=1,
-                                       rel_pos_dim=pos_dim, aggregation="max")
-            self.refine_norm = nn.LayerNorm(embed_dim)
         rates = drop_path_rates(drop_path_rate, [*depths, *decoder_depths])
         enc_rates, dec_rates = rates[:len(dims)], rates[len(dims):]
 
@@ -150,7 +143,7 @@ class PointCoCSeg(nn.Module):
     def min_points(self) -> int:
         """The smallest cloud this model accepts: the stem's ``k``, the encoder's needs, and ``interpolation_k``
         points at the deepest level."""
-        stem = [(m.num_neighbors, 1, 1) for m in (self.stem, self.refine) if m is not None]
+        stem = [] if self.stem is None else [(self.stem.num_neighbors, 1, 1)]
         return stages_min_points(stem + reducer_stages(self.reducers, self.stages), deepest=self.interpolation_k)
 
     def prepare(self, pos: Tensor | Points, x: Tensor | None = None, batch: Tensor | None = None) -> Points:
@@ -162,7 +155,7 @@ class PointCoCSeg(nn.Module):
         """The encoder: the embedded input points, then one ``Points`` per stage (its anchors), finest first."""
         h = points.with_x(self.embed(input_features(points)))
         if self.stem is not None:
-            h = _local_residual(h, self.stem, self.stem_norm)
+            h = h.with_x(h.x + nn.functional.gelu(self.stem_norm(self.stem.forward_points(h, anchors=h).x)))
         levels = [h]
         for reducer, stage in zip(self.reducers, self.stages):
             h = stage.forward_points(reducer.forward_points(h))
@@ -176,8 +169,6 @@ class PointCoCSeg(nn.Module):
             fine = levels[i]
             up = knn_interpolate_points(h.x, h, fine, self.interpolation_k)
             h = self.up_blocks[i].forward_points(fine.with_x(self.up_proj[i](torch.cat([up, fine.x], dim=-1))))
-        if self.refine is not None:
-            h = _local_residual(h, self.refine, self.refine_norm)
         return h
 
     def forward_head(self, feats: Points, levels: list[Points], category: Tensor | None) -> Tensor:
@@ -201,11 +192,6 @@ class PointCoCSeg(nn.Module):
         levels = self.forward_features(points)
         out = self.forward_head(self.forward_decoder(levels), levels, category)
         return points.dense(out) if points.from_dense_batch else out
-
-
-def _local_residual(h: Points, reducer: PointReducer, norm: nn.LayerNorm) -> Points:
-    """``h + GELU(LN(kNN aggregation of h around each of its own points))``: ``h.x [sum N, C]`` stays in shape."""
-    return h.with_x(h.x + nn.functional.gelu(norm(reducer.forward_points(h, anchors=h).x)))
 
 
 # name: hyper-parameters (each entry overrides PointCoCSeg's defaults, which are pointcoc_seg_tiny's)
