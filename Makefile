@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.pointcoc-setup-$(TORCH_VERSION)
 
-.PHONY: setup lint test test-fast demo demo-partseg clean print-torch-version
+.PHONY: setup lint test test-fast demo demo-partseg demo-semseg clean print-torch-version
 
 setup: $(STAMP)
 
@@ -52,6 +52,10 @@ demo: setup
 DEMO_PARTSEG_DIR ?= runs/demo-partseg-$(shell date +%Y%m%d-%H%M%S)
 demo-partseg: setup
 	$(PY) scripts/train_partseg.py --dataset demo --model pointcoc_seg_tiny --workers 1 --output-dir $(DEMO_PARTSEG_DIR)
+
+DEMO_SEMSEG_DIR ?= runs/demo-semseg-$(shell date +%Y%m%d-%H%M%S)
+demo-semseg: setup
+	$(PY) scripts/train_semseg.py --dataset demo --model pointcoc_seg_tiny --workers 1 --output-dir $(DEMO_SEMSEG_DIR)
 
 print-torch-version:
 	@echo $(TORCH_VERSION)

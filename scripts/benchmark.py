@@ -25,6 +25,10 @@ Sections:
               with the same weights and inputs (needs --upstream-cc, a Context-Cluster checkout; skipped
               without it)
     data      HDF5 split load time (seconds per 10k clouds)
+    semseg    scene segmentation: a training step (and peak memory) at 24,000-point crops; with
+              --semseg-epochs E a demo-room run (test mIoU on every point) beside per-point baselines
+              (height + colour: kNN and linear), and predict.py on 10^6-point scene files (in memory and
+              streamed; --semseg-predict 10000000:on adds a 10^7 run); issue 15's goals
     partseg   part segmenters side by side (pointcoc_seg_tiny, pointmlp_partseg): training step rate and
               peak training memory at 2,048 points; with --partseg-epochs E also E epochs each on the demo
               part set (best instance / class mIoU); issue 14's goals
@@ -59,6 +63,7 @@ import csv
 import gc
 import importlib
 import io
+import json
 import logging
 import multiprocessing as mp
 import statistics
@@ -333,7 +338,8 @@ def case_scale(device: torch.device, kind: str, impl: str, n: int) -> Callable[[
 
 
 CASES: dict[str, Callable[..., Callable[[], object]]] = {"ops": case_ops, "cluster": case_cluster,
-                                                          "models": case_model, "scale": case_scale}
+                                                          "models": case_model, "scale": case_scale,
+                                                          "semseg": lambda *a, **k: case_semseg(*a, **k)}
 
 
 # ----------------------------------------------------------------------------- sections
@@ -927,8 +933,212 @@ def partseg_goals(rows: list[dict]) -> list[dict]:
     return out
 
 
+SEMSEG_MODELS = ("pointcoc_seg_tiny",)
+#: predict.py runs of the semseg section: (points, stream mode)
+SEMSEG_PREDICT = ((1_000_000, "off"), (1_000_000, "on"))
+
+
+def case_semseg(device: torch.device, name: str, batch: int, num_points: int) -> Callable[[], object]:
+    """One training step of a scene segmenter on ``batch`` crops of ``num_points`` room-sized random points (a flat
+    batch, colour and height features, 13 classes as S3DIS)."""
+    import pointcoc
+
+    gen = torch.Generator().manual_seed(0)
+    model = pointcoc.create_model(name, num_classes=13, num_categories=0, in_chans=4).to(device)
+    pos = (torch.rand(batch * num_points, 3, generator=gen) * torch.tensor([4.0, 4.0, 3.0])).to(device)
+    x = torch.cat([torch.rand(batch * num_points, 3, generator=gen), pos[:, 2:].cpu()], dim=1).to(device)
+    index = torch.arange(batch).repeat_interleave(num_points).to(device)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def train_step() -> None:  # make_train_step's step, on a flat batch
+        opt.zero_grad(set_to_none=True)
+        model(pos, x, batch=index).float().logsumexp(-1).mean().backward()
+        opt.step()
+
+    train_step.model = model  # type: ignore[attr-defined]
+    return train_step
+
+
+def scene_file(path: Path, num_points: int, seed: int = 0) -> Path:
+    """A ``.npy`` scene of exactly ``num_points`` points (``x y z r g b`` float32 columns, then ``label``): demo
+    rooms (:func:`pointcoc.data.demo_rooms.make_room`) side by side on a grid, 9 m apart."""
+    from pointcoc.data.demo_rooms import RoomDemoConfig, make_room
+
+    rng = np.random.default_rng(seed)
+    config = RoomDemoConfig()
+    parts, total, i = [], 0, 0
+    per_row = max(1, int(np.ceil(np.sqrt(num_points / 50_000))))
+    while total < num_points:
+        scene, _ = make_room(rng, config)
+        offset = np.array([9.0 * (i % per_row), 9.0 * (i // per_row), 0.0])
+        parts.append(np.c_[scene.coord + offset, scene.color, scene.segment].astype(np.float32))
+        total += scene.num_points
+        i += 1
+    np.save(path, np.concatenate(parts)[:num_points])
+    return path
+
+
+def per_point_baseline(train: list[Path], test: list[Path], num_classes: int, voxel: float = 0.08,
+                       k: int = 15) -> dict[str, float]:
+    """Per-point baselines on the scene features alone, no geometry context: each point is ``[height above the
+    scene's floor, r, g, b]`` (standardised). ``knn``: the majority class of the ``k`` nearest training points in
+    that feature space (scipy cKDTree); ``linear``: softmax regression (L-BFGS). Trained on the voxelised training
+    scenes, tested on every point of the test scenes; returns each one's test mIoU and OA."""
+    from scipy.spatial import cKDTree
+
+    from pointcoc.data.scene_sets import voxelize
+    from pointcoc.data.scenes import read_scene
+    from pointcoc.engine.metrics import SemSegMeter
+
+    def features(folder: Path, sub: bool) -> tuple[np.ndarray, np.ndarray]:
+        scene = read_scene(folder, num_classes=num_classes)
+        index = voxelize(scene.coord, voxel)[0] if sub else np.arange(scene.num_points)
+        z = scene.coord[index, 2:3] - scene.coord[:, 2].min()
+        assert scene.color is not None and scene.segment is not None, f"{folder} needs colours and labels"
+        return np.c_[z, scene.color[index] / 255.0].astype(np.float32), scene.segment[index]
+
+    xs, ys = zip(*(features(f, True) for f in train))
+    x_train, y_train = np.concatenate(xs), np.concatenate(ys)
+    keep = y_train >= 0
+    x_train, y_train = x_train[keep], y_train[keep]
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    x_train = (x_train - mean) / std
+    tree = cKDTree(x_train)
+    w = torch.zeros(x_train.shape[1] + 1, num_classes, requires_grad=True)
+    xt = torch.from_numpy(np.c_[x_train, np.ones(len(x_train))]).float()
+    yt = torch.from_numpy(y_train).long()
+    opt = torch.optim.LBFGS([w], max_iter=200)
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(xt @ w, yt)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    meters = {"knn": SemSegMeter(num_classes), "linear": SemSegMeter(num_classes)}
+    for folder in test:
+        x, y = features(folder, False)
+        x = (x - mean) / std
+        _, nn_idx = tree.query(x, k=k)
+        votes = np.apply_along_axis(np.bincount, 1, y_train[nn_idx], minlength=num_classes)
+        meters["knn"].update(torch.from_numpy(votes.argmax(1)), torch.from_numpy(y))
+        with torch.no_grad():
+            meters["linear"].update(torch.from_numpy(np.c_[x, np.ones(len(x))]).float() @ w, torch.from_numpy(y))
+    out = {}
+    for name, meter in meters.items():
+        res = meter.compute()
+        out[f"{name}_miou"], out[f"{name}_oa"] = res["miou"], res["oa"]
+    return out
+
+
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report the benchmark's own peak
+_PREDICT_CHILD = """
+import json, sys, time
+t = time.perf_counter()
+from pointcoc.engine.predict import main
+r = main(sys.argv[1:])
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"predict_s": time.perf_counter() - t, "streamed": r["streamed"], "points": r["points"],
+                  "peak_rss_mb": hwm / 1024}))
+"""
+
+
+def predict_run(checkpoint: Path, scene: Path, out: Path, stream: str, device: torch.device) -> dict[str, Any]:
+    """``scripts/predict.py`` on ``scene`` in a fresh process: its wall time (start-up included), the time inside
+    ``main`` and its peak resident memory (``VmHWM``)."""
+    cmd = [sys.executable, "-c", _PREDICT_CHILD, "--checkpoint", str(checkpoint), "--input", str(scene),
+           "--columns", "x,y,z,r,g,b,label", "--output", str(out), "--stream", stream, "--device", device.type]
+    t = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if res.returncode != 0:
+        return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}"}
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    return {**info, "wall_s": wall}
+
+
+def bench_semseg(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """Scene segmentation: a training step and its peak memory at ``--semseg-points`` crops; with
+    ``--semseg-epochs E`` a demo-room training run (mIoU) beside the per-point baselines; ``predict.py`` on
+    scene files of ``--semseg-predict`` points (in memory and streamed). Issue 15's goals."""
+    rows: list[dict] = []
+    for name in args.semseg_models:
+        params = {"name": name, "batch": args.semseg_batch, "num_points": args.semseg_points}
+        t = measure(case_semseg(device, **params), device, 1, args.repeats)
+        row = {"section": "semseg", "case": f"{name} train step", "batch": args.semseg_batch,
+               "points": args.semseg_points, "crops_s": args.semseg_batch / t,
+               "points_s": args.semseg_batch * args.semseg_points / t,
+               "train_peak_mb": _memory(args, "semseg", params, device)}
+        rows.append(row)
+        log.info("semseg %s", row)
+    work = Path(tempfile.mkdtemp(prefix="pointcoc-bench-semseg-"))
+    checkpoint = args.semseg_checkpoint
+    if args.semseg_epochs:
+        from pointcoc.engine.semseg import main as train_semseg
+        from pointcoc.engine.semseg import scene_split
+
+        name = args.semseg_models[0]
+        run_dir = (args.out or work) / f"semseg_{name}_{time.strftime('%Y%m%d-%H%M%S')}"
+        t = time.perf_counter()
+        summary = train_semseg(["--dataset", "demo", "--model", name, "--epochs", str(args.semseg_epochs),
+                                "--workers", "1", "--device", device.type, "--output-dir", str(run_dir),
+                                "--no-tensorboard"])
+        rows.append({"section": "semseg", "case": f"{name} demo rooms", "epochs": args.semseg_epochs,
+                     "miou": summary["final_full_miou"], "oa": summary["final_full_oa"],
+                     "val_best_miou": summary["best_miou"], "train_s": time.perf_counter() - t})
+        checkpoint = run_dir / "best.pt"
+        cfg = {"dataset": "demo", "data_dir": None}
+        train_folders, classes = scene_split(cfg, "train")
+        test_folders, _ = scene_split(cfg, "test")
+        base = per_point_baseline(train_folders, test_folders, len(classes))
+        for kind in ("knn", "linear"):
+            rows.append({"section": "semseg", "case": f"baseline {kind} (height + colour) demo rooms",
+                         "miou": base[f"{kind}_miou"], "oa": base[f"{kind}_oa"]})
+        log.info("semseg demo: %s", rows[-3:])
+    if checkpoint is not None:
+        for n, stream in args.semseg_predict:
+            scene = scene_file(work / f"scene_{n}.npy", n)
+            res = predict_run(checkpoint, scene, work / f"pred_{n}_{stream}", stream, device)
+            rows.append({"section": "semseg", "case": f"predict.py {n:,} points, stream {stream}", **res})
+            log.info("semseg %s", rows[-1])
+            scene.unlink()
+    return rows
+
+
+def semseg_goals(rows: list[dict]) -> list[dict]:
+    """Issue 15's goals: predict.py on 10^6 points in under 60 s and 4 GB; streamed memory flat in the file size;
+    the demo model clearly (>= 10 mIoU) above the per-point baselines."""
+    out = []
+    pred = {r["case"]: r for r in rows if r["case"].startswith("predict.py") and "wall_s" in r}
+    one = pred.get("predict.py 1,000,000 points, stream off")
+    if one:
+        out.append({"goal": "predict.py on a 10^6-point scene: < 60 s, peak memory < 4 GB",
+                    "measured": f"{one['wall_s']:.1f} s wall ({one['predict_s']:.1f} s in predict), "
+                                f"{one['peak_rss_mb']:,.0f} MB",
+                    "met": one["wall_s"] < 60 and one["peak_rss_mb"] < 4096})
+    streamed = sorted((r["points"], r) for r in pred.values() if r["streamed"])
+    if len(streamed) >= 2:
+        (n0, small), (n1, large) = streamed[0], streamed[-1]
+        if n1 > n0:
+            out.append({"goal": "predict.py streamed: peak memory flat in the file size",
+                        "measured": f"{small['peak_rss_mb']:,.0f} MB at {n0:,} points, {large['peak_rss_mb']:,.0f} MB "
+                                    f"at {n1:,} ({large['wall_s']:.0f} s)",
+                        "met": large["peak_rss_mb"] <= 1.25 * small["peak_rss_mb"]})
+    model = next((r for r in rows if r["case"].endswith("demo rooms") and not r["case"].startswith("baseline")), None)
+    base = [r for r in rows if r["case"].startswith("baseline")]
+    if model and base:
+        best = max(base, key=lambda r: r["miou"])
+        out.append({"goal": "demo rooms: the model clearly (>= 10 mIoU) above a per-point baseline",
+                    "measured": f"{model['miou']:.1f} vs {best['miou']:.1f} mIoU ({best['case']}), test split, every "
+                                "point", "met": model["miou"] >= best["miou"] + 10})
+    return out
+
+
 SECTIONS = {"machine": bench_machine, "ops": bench_ops, "cluster": bench_cluster, "models": bench_models,
-            "upstream": bench_upstream, "data": bench_data, "scale": bench_scale, "partseg": bench_partseg}
+            "upstream": bench_upstream, "data": bench_data, "scale": bench_scale, "partseg": bench_partseg,
+            "semseg": bench_semseg}
 
 
 # ----------------------------------------------------------------------------- goals and output
@@ -960,6 +1170,7 @@ def goals(rows: list[dict]) -> list[dict]:
                     "met": isinstance(mem, float) and mem < 0.01 * quadratic})
     out += scale_goals([r for r in rows if r["section"] == "scale"])
     out += partseg_goals([r for r in rows if r["section"] == "partseg"])
+    out += semseg_goals([r for r in rows if r["section"] == "semseg"])
     side_by_side = [r for r in rows if r["section"] == "upstream"]
     for r in side_by_side:  # measured against upstream's code in this run, never against a figure from elsewhere
         out.append({"goal": f"{r['case']} training step at least 2x upstream's (side by side in this run, "
@@ -1083,6 +1294,13 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _predict_case(text: str) -> tuple[int, str]:
+    n, _, stream = text.partition(":")
+    if not n.isdigit() or stream not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected N:on or N:off, e.g. 10000000:on; got {text!r}")
+    return int(n), stream
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--section", nargs="+", choices=[*SECTIONS, "all"], default=["all"])
@@ -1104,6 +1322,16 @@ def main() -> None:
                         help="models of the partseg section")
     parser.add_argument("--partseg-epochs", type=int, default=0,
                         help="partseg section: also train each model this many epochs on the demo part set")
+    parser.add_argument("--semseg-models", nargs="+", default=list(SEMSEG_MODELS), metavar="MODEL")
+    parser.add_argument("--semseg-points", type=int, default=24_000, help="semseg section: points per training crop")
+    parser.add_argument("--semseg-batch", type=int, default=2, help="semseg section: crops per training step")
+    parser.add_argument("--semseg-epochs", type=int, default=0,
+                        help="semseg section: also train the first --semseg-models this many epochs on the demo rooms "
+                             "(and run the baselines and predict.py with it)")
+    parser.add_argument("--semseg-checkpoint", type=Path, help="semseg section: the scene segmenter of the predict.py "
+                                                               "runs when --semseg-epochs trains none")
+    parser.add_argument("--semseg-predict", type=_predict_case, nargs="+", default=list(SEMSEG_PREDICT),
+                        metavar="N:STREAM", help="semseg section: predict.py runs, points and stream mode (off/on)")
     parser.add_argument("--data-clouds", type=int, default=10_000)
     parser.add_argument("--scale-points", type=int, nargs="+",
                         default=[1_000, 10_000, 16_384, 100_000, 131_072, 1_000_000],

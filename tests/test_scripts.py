@@ -6,6 +6,7 @@ import csv
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
 from pointcoc.blocks import cluster_mix
@@ -91,6 +92,43 @@ def test_benchmark_partseg_goals() -> None:
     no_training = [{k: v for k, v in r.items() if not k.startswith("demo")} for r in (ours, ref)]
     assert bench.partseg_goals(no_training)[0]["met"] is None  # the speed half alone decides nothing
     assert bench.partseg_goals([ours]) == []
+
+
+def test_benchmark_semseg_goals() -> None:
+    bench = load_script("benchmark")
+    rows = [{"case": "predict.py 1,000,000 points, stream off", "wall_s": 40.0, "predict_s": 33.0,
+             "peak_rss_mb": 2500.0, "streamed": False, "points": 1_000_000},
+            {"case": "predict.py 1,000,000 points, stream on", "wall_s": 45.0, "predict_s": 38.0,
+             "peak_rss_mb": 900.0, "streamed": True, "points": 1_000_000},
+            {"case": "predict.py 10,000,000 points, stream on", "wall_s": 450.0, "predict_s": 440.0,
+             "peak_rss_mb": 1000.0, "streamed": True, "points": 10_000_000},
+            {"case": "pointcoc_seg_tiny demo rooms", "miou": 70.0},
+            {"case": "baseline knn (height + colour) demo rooms", "miou": 55.0},
+            {"case": "baseline linear (height + colour) demo rooms", "miou": 40.0}]
+    assert [g["met"] for g in bench.semseg_goals(rows)] == [True, True, True]
+    slow = [{**rows[0], "wall_s": 61.0}, *rows[1:]]
+    assert bench.semseg_goals(slow)[0]["met"] is False
+    growing = [*rows[:2], {**rows[2], "peak_rss_mb": 1500.0}, *rows[3:]]
+    assert bench.semseg_goals(growing)[1]["met"] is False  # 1.7x the 10^6 streamed peak: not flat
+    close = [*rows[:3], {**rows[3], "miou": 60.0}, *rows[4:]]
+    assert bench.semseg_goals(close)[2]["met"] is False  # 5 points above the kNN baseline is not clearly
+    assert bench.semseg_goals(rows[3:4]) == []
+
+
+def test_benchmark_scene_file_and_per_point_baseline(tmp_path) -> None:
+    from pointcoc.data.scenes import write_scene
+
+    bench = load_script("benchmark")
+    table = np.load(bench.scene_file(tmp_path / "s.npy", 70_000))
+    assert table.shape == (70_000, 7) and table[:, 6].max() <= 6 and np.ptp(table[:, 0]) > 9  # two rooms, 9 m apart
+    rng = np.random.default_rng(0)
+    folders = []
+    for i in range(3):  # class = height band; colour says nothing: the baselines learn it from the height
+        z = rng.uniform(0, 3, 4000)
+        folders.append(write_scene(tmp_path / f"r{i}", np.c_[rng.uniform(0, 4, (4000, 2)), z],
+                                   color=rng.uniform(0, 255, (4000, 3)), segment=(z > 1.5).astype(int)))
+    res = bench.per_point_baseline(folders[:2], folders[2:], 2, voxel=0.05)
+    assert res["knn_miou"] > 85 and res["linear_miou"] > 85 and 0 <= res["linear_oa"] <= 100
 
 
 def test_peak_memory_sees_the_dense_tensor(monkeypatch) -> None:

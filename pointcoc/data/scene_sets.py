@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from pointcoc.data.scenes import Scene, read_scene
+from pointcoc.data.scenes import Scene, load_scene
 from pointcoc.errors import InputError
 
 __all__ = ["SCENE_FEATURES", "feature_channels", "voxelize", "scene_inputs", "SceneAugment", "SceneCrops",
@@ -181,7 +181,7 @@ class SceneCrops(Dataset):
     """Crops of scene folders for training and validation (see the module docstring).
 
     Args:
-        folders: the scene folders.
+        folders: the scenes: scene folders, or single files (:func:`~pointcoc.data.scenes.load_scene`).
         num_classes: the class table's size (labels are checked against it).
         voxel_size: the grid subsampling (``None``: none).
         num_points: the crop size (``None``: whole voxelised scenes).
@@ -198,7 +198,8 @@ class SceneCrops(Dataset):
 
     def __init__(self, folders: Sequence[str | Path], num_classes: int, *, voxel_size: float | None = 0.04,
                  num_points: int | None = 24_000, features: Sequence[str] = ("color", "height"),
-                 augment: SceneAugment | None = None, loops: int = 1, train: bool = True, seed: int = 0) -> None:
+                 augment: SceneAugment | None = None, loops: int = 1, train: bool = True, seed: int = 0,
+                 label_map: object = None) -> None:
         if not folders:
             raise InputError("no scene folders to read (an empty split?)")
         if loops < 1 or (num_points is not None and num_points < 1):
@@ -207,15 +208,17 @@ class SceneCrops(Dataset):
         self.folders = [Path(f) for f in folders]
         self.num_classes, self.voxel_size, self.num_points = num_classes, voxel_size, num_points
         self.features, self.augment, self.loops, self.train, self.seed = tuple(features), augment, loops, train, seed
+        self.label_map = label_map
 
     def __len__(self) -> int:
         return len(self.folders) * self.loops
 
     def scene(self, i: int) -> Scene:
         """Scene ``i`` (of ``folders``), checked."""
-        scene = read_scene(self.folders[i], num_classes=self.num_classes)
+        scene = load_scene(self.folders[i], num_classes=self.num_classes, label_map=self.label_map)
         if scene.segment is None:
-            raise InputError(f"{self.folders[i]}: no labels (segment.npy) to train or validate on")
+            raise InputError(f"{self.folders[i]}: no labels (segment.npy, a label field, or --las-map for LAS) to "
+                             "train or validate on")
         return scene
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:

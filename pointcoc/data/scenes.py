@@ -28,7 +28,8 @@ import numpy as np
 
 from pointcoc.errors import InputError
 
-__all__ = ["Scene", "read_scene", "write_scene", "scene_folders", "LABEL_FILES", "SCENE_FILE"]
+__all__ = ["Scene", "read_scene", "write_scene", "scene_folders", "load_scene", "LABEL_FILES", "SCENE_FILE",
+           "SCENE_FILE_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 LABEL_FILES: tuple[str, ...] = ("segment.npy", "segment20.npy", "segment200.npy")
 #: the file whose presence makes a folder a scene
 SCENE_FILE = "coord.npy"
+#: single-file scenes (:func:`load_scene`): a user's point files and LiDAR tiles
+SCENE_FILE_SUFFIXES = (".ply", ".npy", ".npz", ".txt", ".xyz", ".pts", ".las", ".laz")
 
 
 @dataclass
@@ -207,9 +210,10 @@ def write_scene(folder: str | Path, coord: np.ndarray, *, color: np.ndarray | No
     return folder
 
 
-def scene_folders(root: str | Path, subfolders: Sequence[str] | None = None) -> list[Path]:
+def scene_folders(root: str | Path, subfolders: Sequence[str] | None = None, *, files: bool = False) -> list[Path]:
     """The scene folders (holding ``coord.npy``) under ``root`` or under its ``subfolders``, sorted by path;
-    hidden (temporary) folders are skipped."""
+    hidden (temporary) folders are skipped. With ``files``, also the single-file scenes directly in those folders
+    (:data:`SCENE_FILE_SUFFIXES`, read by :func:`load_scene`)."""
     root = Path(root)
     tops = [root] if subfolders is None else [root / s for s in subfolders]
     out: list[Path] = []
@@ -218,4 +222,36 @@ def scene_folders(root: str | Path, subfolders: Sequence[str] | None = None) -> 
             raise InputError(f"{top}: no such folder")
         out += sorted(p.parent for p in top.rglob(SCENE_FILE) if not any(part.startswith(".") for part in
                                                                           p.relative_to(root).parts))
+        if files:
+            out += sorted(p for p in top.iterdir() if p.is_file() and not p.name.startswith(".")
+                          and p.suffix.lower() in SCENE_FILE_SUFFIXES)
     return out
+
+
+def load_scene(path: str | Path, *, num_classes: int | None = None, label_map: object = None,
+               columns: str | None = None) -> Scene:
+    """A scene from a scene folder (:func:`read_scene`) or from one file: ``.ply``, ``.npy``/``.npz``, text
+    (:func:`pointcoc.data.files.read_point_file`, labels from its label field or column) or LiDAR ``.las``/``.laz``
+    (:func:`pointcoc.data.las.read_las`, labels through ``label_map``; without one the file is unlabelled).
+
+    Raises:
+        InputError: as the reader of the format; labels ``>= num_classes``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return read_scene(path, num_classes=num_classes)
+    if path.suffix.lower() in (".las", ".laz"):
+        from pointcoc.data.las import las_header_info, read_las
+
+        rgb = las_header_info(path)["has_rgb"]
+        cloud = read_las(path, label_map=label_map, features=("rgb",) if rgb else ())
+    else:
+        from pointcoc.data.files import read_point_file
+
+        cloud = read_point_file(path, columns=columns)
+    labels = cloud.labels
+    if labels is not None and num_classes is not None and labels.size and labels.max() >= num_classes:
+        row = int(np.argmax(labels))
+        raise InputError(f"{path}: point {row} has label {int(labels[row])}, but the class table has {num_classes} "
+                         f"classes (0..{num_classes - 1}; negative = ignored)")
+    return Scene(path.stem, cloud.pos.astype(np.float32), cloud.colors, labels, cloud.normals)

@@ -241,16 +241,18 @@ def predict(cfg: dict[str, Any]) -> dict[str, Any]:
                              f"({', '.join(IMAGE_SUFFIXES)})")
         result["top"] = classify_image(pred, path, cfg["topk"])
     elif pred.kind == "semseg":
-        from pointcoc.engine.predict_scene import LAS_SUFFIXES, scene_tile_settings, segment_scene_file
+        from pointcoc.engine.predict_scene import LAS_SUFFIXES, segment_scene_file
+        from pointcoc.engine.scene_infer import tile_config
 
         if path.suffix.lower() not in SUPPORTED_SUFFIXES + LAS_SUFFIXES:
             raise InputError(f"--input {path}: unsupported file type {path.suffix!r}; scene files are "
                              f"{', '.join(SUPPORTED_SUFFIXES + LAS_SUFFIXES)}")
-        tiles = scene_tile_settings(pred.config, pred.features, cfg)
+        tiles = tile_config(pred.config, pred.features, {**cfg, "amp": "none"})
         result.update(segment_scene_file(pred.model, path, out, tiles, pred.class_names, device=pred.device,
                                          stream=cfg["stream"], stream_above=cfg["stream_above"],
                                          chunk_size=cfg["chunk_size"], columns=cfg.get("columns"),
-                                         label_map=cfg.get("las_map"), title=f"{pred.name}: {path.name}"))
+                                         label_map=cfg.get("las_map") or pred.config.get("las_map"),
+                                         title=f"{pred.name}: {path.name}"))
     else:
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             raise InputError(f"--input {path}: unsupported file type {path.suffix!r}; point files are "

@@ -32,7 +32,7 @@ from pointcoc.data.files import label_colors, read_point_file
 from pointcoc.engine.scene_infer import ArraySource, SpilledSource, TileConfig, predict_tiles
 from pointcoc.errors import InputError
 
-__all__ = ["segment_scene_file", "scene_tile_settings", "LAS_SUFFIXES", "STREAM_SUFFIXES"]
+__all__ = ["segment_scene_file", "LAS_SUFFIXES", "STREAM_SUFFIXES"]
 
 log = logging.getLogger("pointcoc.predict")
 
@@ -42,31 +42,36 @@ STREAM_SUFFIXES = (".las", ".laz", ".npy")
 PREVIEW_POINTS = 200_000
 
 
-def scene_tile_settings(config: dict[str, Any], features: list[str], overrides: dict[str, Any]) -> TileConfig:
-    """The tiling of a scene segmenter: its training run's values, overridden by the command line's."""
-    def pick(key: str, default: Any) -> Any:
-        value = overrides.get(key)
-        return value if value is not None else config.get(key, default)
+def _npy_layout(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, data offset)`` of a ``.npy`` file, from its header only."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
+            offset = fh.tell()
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable .npy file ({err})") from None
+    if fortran:
+        raise InputError(f"{path}: a Fortran-ordered array cannot be streamed by rows; save it C-ordered "
+                         "(np.ascontiguousarray) or use --stream off")
+    return shape, dtype, offset
 
-    return TileConfig(voxel_size=float(pick("voxel_size", 0.04) or 0.0), tile_size=float(pick("tile_size", 3.0)),
-                      margin=float(pick("tile_margin", 0.5)), max_points=int(pick("tile_points", 60_000)),
-                      features=tuple(features), height_ref=str(pick("height_ref", "scene")),
-                      votes=max(int(overrides.get("vote") or 1), 1))
 
-
-def _npy_columns(path: Path, arr: np.ndarray, columns: str | None) -> tuple[list[int], list[int] | None]:
+def _npy_columns(path: Path, shape: tuple[int, ...], dtype: np.dtype, columns: str | None
+                 ) -> tuple[list[int], list[int] | None]:
     """x, y, z and (optional) r, g, b column indices of a 2-D ``.npy`` read in chunks."""
-    if arr.ndim != 2 or arr.dtype.kind not in "fiu":
-        raise InputError(f"{path}: streaming reads a numeric [N, C] array, got {arr.dtype} {tuple(arr.shape)}; "
+    if len(shape) != 2 or dtype.kind not in "fiu":
+        raise InputError(f"{path}: streaming reads a numeric [N, C] array, got {dtype} {tuple(shape)}; "
                          "use --stream off for structured arrays")
     if columns is None:
-        if arr.shape[1] != 3:
-            raise InputError(f"{path}: {arr.shape[1]} columns; name them with --columns (e.g. 'x,y,z,r,g,b,_') to "
+        if shape[1] != 3:
+            raise InputError(f"{path}: {shape[1]} columns; name them with --columns (e.g. 'x,y,z,r,g,b,_') to "
                              "stream it")
         return [0, 1, 2], None
     names = [c.strip().lower() for c in columns.split(",")]
-    if len(names) != arr.shape[1]:
-        raise InputError(f"{path}: --columns names {len(names)} columns, the array has {arr.shape[1]}")
+    if len(names) != shape[1]:
+        raise InputError(f"{path}: --columns names {len(names)} columns, the array has {shape[1]}")
     try:
         xyz = [names.index(a) for a in ("x", "y", "z")]
     except ValueError:
@@ -90,9 +95,9 @@ class _Scene:
             self.count, self.has_color = info["point_count"], info["has_rgb"]
             self.bounds = np.array([info["mins"], info["maxs"]], dtype=np.float64)
         else:
-            self.array = np.load(path, mmap_mode="r", allow_pickle=False)
-            self.xyz, self.rgb = _npy_columns(path, self.array, columns)
-            self.count, self.has_color = int(self.array.shape[0]), self.rgb is not None
+            self.shape, self.dtype, self.offset = _npy_layout(path)
+            self.xyz, self.rgb = _npy_columns(path, self.shape, self.dtype, columns)
+            self.count, self.has_color = int(self.shape[0]), self.rgb is not None
             lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
             for _, coord, _, _ in self.chunks():
                 lo, hi = np.minimum(lo, coord.min(0)), np.maximum(hi, coord.max(0))
@@ -108,8 +113,15 @@ class _Scene:
             for c in iter_las_chunks(self.path, self.chunk_size, features=feats, label_map=self.label_map):
                 yield c.start, c.pos, c.colors, c.labels
             return
+        cols = self.shape[1]
         for start in range(0, self.count, self.chunk_size):
-            block = np.asarray(self.array[start:start + self.chunk_size])
+            n = min(self.chunk_size, self.count - start)
+            with open(self.path, "rb") as fh:  # plain reads, not a memory map: the pages do not stay resident
+                fh.seek(self.offset + start * cols * self.dtype.itemsize)
+                block = np.fromfile(fh, dtype=self.dtype, count=n * cols).reshape(n, cols)
+            if len(block) != n:
+                raise InputError(f"{self.path}: ends at row {start + len(block)}, its header says {self.count} rows "
+                                 "(truncated)")
             coord = block[:, self.xyz].astype(np.float64)
             if not np.isfinite(coord).all():
                 row = start + int(np.argmax(~np.isfinite(coord).all(1)))
@@ -192,6 +204,13 @@ def segment_scene_file(model: Any, path: Path, out: Path | None, tiles: TileConf
                          "--stream off, or convert it to .npy)")
     scene = _Scene(path, chunk_size, columns, label_map) if suffix in STREAM_SUFFIXES and stream != "off" else None
     streamed = scene is not None and (stream == "on" or scene.count > stream_above)
+    if streamed:  # freed blocks go back to the kernel at once: resident memory follows what one tile holds
+        from pointcoc.engine.runtime import release_freed_memory
+
+        try:
+            release_freed_memory()
+        except RuntimeError:  # this process already keeps freed memory (e.g. it trained first): leave it so
+            log.debug("the CPU allocator is already set in this process; freed memory is not released early")
     C = len(class_names)
     outs["labels"].parent.mkdir(parents=True, exist_ok=True)
     tmp_labels = outs["labels"].with_name(f".{outs['labels'].name}.tmp.npy")
@@ -247,10 +266,12 @@ def segment_scene_file(model: Any, path: Path, out: Path | None, tiles: TileConf
     step = max(1, count // PREVIEW_POINTS)
     if streamed:
         assert scene is not None
-        parts = [(c[::step], np.asarray(labels[s:s + len(c)][::step]), t) for s, c, _, t in scene.chunks()]
+        # copies: a strided view would keep each whole chunk alive
+        parts = [(c[::step].copy(), np.array(labels[s:s + len(c)][::step]), None if t is None else t[::step].copy())
+                 for s, c, _, t in scene.chunks()]
         pos = np.concatenate([p for p, _, _ in parts])
         pred = np.concatenate([q for _, q, _ in parts])
-        truth = None if any(t is None for _, _, t in parts) else np.concatenate([t[::step] for _, _, t in parts])
+        truth = None if any(t is None for _, _, t in parts) else np.concatenate([t for _, _, t in parts])
     else:
         pos, pred = cloud.pos[::step], np.asarray(labels[::step])
         truth = None if truth_all is None else truth_all[::step]

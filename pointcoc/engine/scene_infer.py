@@ -30,7 +30,7 @@ from pointcoc.engine.trainer import autocast_context
 from pointcoc.errors import InputError
 
 __all__ = ["TileConfig", "TilePoints", "ArraySource", "SpilledSource", "tile_cores", "predict_tiles", "predict_scene",
-           "rotate_z"]
+           "rotate_z", "tile_config"]
 
 log = logging.getLogger(__name__)
 
@@ -265,14 +265,21 @@ def predict_scene(model: nn.Module, coord: np.ndarray, cfg: TileConfig, *, color
     return out
 
 
-def scene_tile_config(cfg: dict[str, Any], features: Sequence[str]) -> TileConfig:
-    """The :class:`TileConfig` of a training config (``voxel_size``, ``tile_size``, ``tile_margin``,
-    ``tile_points``, ``height_ref``, ``vote``, ``amp``)."""
-    return TileConfig(voxel_size=cfg.get("voxel_size") or 0.0, tile_size=cfg["tile_size"], margin=cfg["tile_margin"],
-                      max_points=cfg["tile_points"], features=tuple(features),
-                      height_ref=cfg.get("height_ref") or "scene", votes=max(cfg.get("vote") or 1, 1),
-                      amp=cfg.get("amp") or "none")
+def tile_config(config: dict[str, Any], features: Sequence[str], overrides: dict[str, Any] | None = None
+                ) -> TileConfig:
+    """The :class:`TileConfig` of a training run's config (``voxel_size``, ``tile_size``, ``tile_margin``,
+    ``tile_points``, ``height_ref``, ``vote``, ``amp``), each overridden by ``overrides`` where that is not None
+    (the command line of ``predict.py`` / ``validate.py``)."""
+    def pick(key: str, default: Any) -> Any:
+        value = (overrides or {}).get(key)
+        if value is None:
+            value = config.get(key)
+        return default if value is None else value
 
+    return TileConfig(voxel_size=float(pick("voxel_size", 0.04) or 0.0), tile_size=float(pick("tile_size", 3.0)),
+                      margin=float(pick("tile_margin", 0.5)), max_points=int(pick("tile_points", 60_000)),
+                      features=tuple(features), height_ref=str(pick("height_ref", "scene")),
+                      votes=max(int(pick("vote", 1) or 1), 1), amp=str(pick("amp", "none")))
 
 class SpilledSource:
     """Points streamed from a file larger than memory, binned on disk by tile.

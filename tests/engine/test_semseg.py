@@ -321,3 +321,62 @@ def test_predict_las_writes_a_labelled_copy(trained: tuple[Path, dict], scenes_d
     copy = laspy.read(tmp_path / "m" / "scan.las")
     assert np.array_equal(np.asarray(copy.classification), labels)  # class i written as code i
     assert np.allclose(copy.x, las.x) and np.array_equal(np.asarray(copy.red), np.asarray(las.red))
+
+
+# ----------------------------------------------------------------------------- layouts
+def test_scannet_layout_and_scene_files(tmp_path: Path) -> None:
+    from pointcoc.data.files import write_labeled_ply
+    from pointcoc.engine.semseg import SCANNET20_CLASSES, scene_split
+
+    rng = np.random.default_rng(0)
+    coord, color, seg = make_scene(rng, n=500)
+    for split in ("train", "val"):  # Pointcept's ScanNet layout: segment20 / segment200, no segment.npy
+        write_scene(tmp_path / "scannet" / split / "scene0000_00", coord, color=color,
+                    extra={"segment20": seg.astype(np.int16), "segment200": (seg * 50).astype(np.int16)})
+    folders, classes = scene_split({"dataset": "scannet", "data_dir": str(tmp_path / "scannet")}, "val")
+    assert classes == list(SCANNET20_CLASSES) and len(folders) == 1
+    assert np.array_equal(read_scene(folders[0], num_classes=20).segment, seg)  # segment20, not segment200
+    # --dataset folder also takes labelled point files beside (or instead of) scene folders
+    root = tmp_path / "files"
+    write_labeled_ply(root / "train" / "a.ply", coord, seg, colors=color.astype(np.uint8))
+    np.save(root / "train" / "b.npy", coord)  # xyz only: an unlabelled scene
+    (root / "classes.txt").write_text("\n".join(CLASSES))
+    folders, classes = scene_split({"dataset": "folder", "data_dir": str(root)}, "train")
+    assert [f.name for f in folders] == ["a.ply", "b.npy"] and classes == list(CLASSES)
+    ds = SceneCrops(folders[:1], 3, voxel_size=0.1, num_points=300, train=False)
+    pos, x, label = ds[0]
+    assert pos.shape == (300, 3) and set(label.tolist()) <= {0, 1, 2}
+    with pytest.raises(InputError, match="no labels"):
+        SceneCrops(folders[1:], 3, voxel_size=0.1, num_points=300, train=False)[0]
+    with pytest.raises(InputError, match="label 2.*2 classes"):
+        SceneCrops(folders[:1], 2, voxel_size=0.1, num_points=300, train=False)[0]
+
+
+def test_train_on_las_tiles_with_a_label_map(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    laspy = pytest.importorskip("laspy")
+    rng = np.random.default_rng(1)
+    root = tmp_path / "aerial"
+    codes = np.array([2, 6, 5])  # ground, building, vegetation
+    for split, count in (("train", 2), ("val", 1), ("test", 1)):
+        for i in range(count):
+            coord, color, seg = make_scene(rng, n=2000)
+            header = laspy.LasHeader(point_format=3, version="1.2")
+            header.scales, header.offsets = [0.001] * 3, [0.0] * 3
+            las = laspy.LasData(header)
+            las.x, las.y, las.z = coord[:, 0], coord[:, 1], coord[:, 2]
+            las.red, las.green, las.blue = (color[:, j].astype(np.uint16) * 257 for j in range(3))
+            las.classification = codes[seg].astype(np.uint8)
+            (root / split).mkdir(parents=True, exist_ok=True)
+            las.write(root / split / f"tile_{i}.las")
+    (root / "classes.txt").write_text("ground\nbuilding\nvegetation\n")
+    out = tmp_path / "run"
+    summary = train_semseg(args(root, out, "--las-map", "ground:2;building:6;vegetation:5", "--epochs", "1"))
+    assert summary["full_points"] == 2000 and 0 <= summary["final_full_miou"] <= 100
+    message = refused(train_semseg, args(root, tmp_path / "x", "--las-map", "ground:2;building:6"), caplog)
+    assert "--las-map names 2 classes" in message
+    # predict writes the classes back as the map's codes
+    res = predict_main(["--checkpoint", str(out / "best.pt"), "--input", str(root / "test" / "tile_0.las"),
+                        "--output", str(tmp_path / "pred" / "tile"), "--device", "cpu"])
+    written = laspy.read(tmp_path / "pred" / "tile.las")
+    labels = np.load(tmp_path / "pred" / "tile.npy")
+    assert np.array_equal(np.asarray(written.classification), codes[labels]) and "accuracy" in res
