@@ -66,6 +66,7 @@ import io
 import json
 import logging
 import multiprocessing as mp
+import shutil
 import statistics
 import subprocess
 import sys
@@ -1075,35 +1076,38 @@ def bench_semseg(args: argparse.Namespace, device: torch.device) -> list[dict]:
         log.info("semseg %s", row)
     work = Path(tempfile.mkdtemp(prefix="pointcoc-bench-semseg-"))
     checkpoint = args.semseg_checkpoint
-    if args.semseg_epochs:
-        from pointcoc.engine.semseg import main as train_semseg
-        from pointcoc.engine.semseg import scene_split
+    try:
+        if args.semseg_epochs:
+            from pointcoc.engine.semseg import main as train_semseg
+            from pointcoc.engine.semseg import scene_split
 
-        name = args.semseg_models[0]
-        run_dir = (args.out or work) / f"semseg_{name}_{time.strftime('%Y%m%d-%H%M%S')}"
-        t = time.perf_counter()
-        summary = train_semseg(["--dataset", "demo", "--model", name, "--epochs", str(args.semseg_epochs),
-                                "--workers", "1", "--device", device.type, "--output-dir", str(run_dir),
-                                "--no-tensorboard"])
-        rows.append({"section": "semseg", "case": f"{name} demo rooms", "epochs": args.semseg_epochs,
-                     "miou": summary["final_full_miou"], "oa": summary["final_full_oa"],
-                     "val_best_miou": summary["best_miou"], "train_s": time.perf_counter() - t})
-        checkpoint = run_dir / "best.pt"
-        cfg = {"dataset": "demo", "data_dir": None}
-        train_folders, classes = scene_split(cfg, "train")
-        test_folders, _ = scene_split(cfg, "test")
-        base = per_point_baseline(train_folders, test_folders, len(classes))
-        for kind in ("knn", "linear"):
-            rows.append({"section": "semseg", "case": f"baseline {kind} (height + colour) demo rooms",
-                         "miou": base[f"{kind}_miou"], "oa": base[f"{kind}_oa"]})
-        log.info("semseg demo: %s", rows[-3:])
-    if checkpoint is not None:
-        for n, stream in args.semseg_predict:
-            scene = scene_file(work / f"scene_{n}.npy", n)
-            res = predict_run(checkpoint, scene, work / f"pred_{n}_{stream}", stream, device)
-            rows.append({"section": "semseg", "case": f"predict.py {n:,} points, stream {stream}", **res})
-            log.info("semseg %s", rows[-1])
-            scene.unlink()
+            name = args.semseg_models[0]
+            run_dir = (args.out or work) / f"semseg_{name}_{time.strftime('%Y%m%d-%H%M%S')}"
+            t = time.perf_counter()
+            summary = train_semseg(["--dataset", "demo", "--model", name, "--epochs", str(args.semseg_epochs),
+                                    "--workers", "1", "--device", device.type, "--output-dir", str(run_dir),
+                                    "--no-tensorboard"])
+            rows.append({"section": "semseg", "case": f"{name} demo rooms", "epochs": args.semseg_epochs,
+                         "miou": summary["final_full_miou"], "oa": summary["final_full_oa"],
+                         "val_best_miou": summary["best_miou"], "train_s": time.perf_counter() - t})
+            checkpoint = run_dir / "best.pt"
+            cfg = {"dataset": "demo", "data_dir": None}
+            train_folders, classes = scene_split(cfg, "train")
+            test_folders, _ = scene_split(cfg, "test")
+            base = per_point_baseline(train_folders, test_folders, len(classes))
+            for kind in ("knn", "linear"):
+                rows.append({"section": "semseg", "case": f"baseline {kind} (height + colour) demo rooms",
+                             "miou": base[f"{kind}_miou"], "oa": base[f"{kind}_oa"]})
+            log.info("semseg demo: %s", rows[-3:])
+        if checkpoint is not None:
+            for n, stream in args.semseg_predict:
+                scene = scene_file(work / f"scene_{n}.npy", n)
+                res = predict_run(checkpoint, scene, work / f"pred_{n}_{stream}", stream, device)
+                rows.append({"section": "semseg", "case": f"predict.py {n:,} points, stream {stream}", **res})
+                log.info("semseg %s", rows[-1])
+                scene.unlink()
+    finally:  # scene files, predictions (and the demo run without --out) are not kept
+        shutil.rmtree(work, ignore_errors=True)
     return rows
 
 

@@ -30,15 +30,17 @@ def test_benchmark_runs(tmp_path) -> None:
     cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--repeats", "1", "--no-memory", "--points", "500",
            "--op-batches", "1", "--cluster-points", "64", "--centers", "4", "--models", "pointcoc_nano",
            "--batch-size", "2", "--num-points", "256", "--data-clouds", "200", "--scale-points", "300", "1000",
-           "--partseg-models", "pointcoc_seg_nano", "--seg-points", "256", "--out", str(out)]
+           "--partseg-models", "pointcoc_seg_nano", "--seg-points", "256", "--semseg-models", "pointcoc_seg_nano",
+           "--semseg-points", "512", "--out", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     report = (out / "benchmark.md").read_text()
-    for section in ("## machine", "## ops", "## cluster", "## models", "## data", "## scale", "## partseg"):
+    for section in ("## machine", "## ops", "## cluster", "## models", "## data", "## scale", "## partseg",
+                    "## semseg"):
         assert section in report
     assert "--cpu-allocator reuse" in report.splitlines()[0]  # the timings' allocator setting is reported
     rows = (out / "benchmark.csv").read_text().splitlines()
-    assert rows[0].startswith("section,case") and len(rows) == 1 + 1 + 4 + 3 + 1 + 4 + 2 + 2 * 10 + 1
+    assert rows[0].startswith("section,case") and len(rows) == 1 + 1 + 4 + 3 + 1 + 4 + 2 + 2 * 10 + 1 + 1
     table = list(csv.DictReader(rows))
     jpeg = [r for r in table if r["case"].startswith("jpeg 512x600 ms")]
     assert len(jpeg) == 2 and all(float(r["value"]) > 0 for r in jpeg)  # Pillow and load_image, timed
@@ -52,6 +54,8 @@ def test_benchmark_runs(tmp_path) -> None:
     assert (out / "benchmark_scale.png").stat().st_size > 10_000
     seg = [r for r in table if r["section"] == "partseg"]
     assert [r["case"] for r in seg] == ["pointcoc_seg_nano"] and float(seg[0]["train_samples_s"]) > 0
+    scenes = [r for r in table if r["section"] == "semseg"]  # no --semseg-epochs: the training step only
+    assert [r["case"] for r in scenes] == ["pointcoc_seg_nano train step"] and float(scenes[0]["crops_s"]) > 0
 
 
 def test_benchmark_scale_helpers() -> None:

@@ -7,8 +7,8 @@ https://github.com/guochengqian/PointNeXt, and Pointcept's):
 2. grid subsampling: one point per occupied voxel of side ``voxel_size`` (a random one in training, the first
    in the file order otherwise: :func:`voxelize`), on a grid anchored at the origin, so every tile of a scene
    shares the same voxels;
-3. a crop of ``num_points``: the points nearest a random voxel point (a sphere), or the whole voxelised scene
-   when it has fewer points;
+3. a crop of ``num_points``: the points nearest a random voxel point (a sphere, or a box: a square column), or
+   the whole voxelised scene when it has fewer points;
 4. augmentation (training, :class:`SceneAugment`): rotation about z, scaling, flips, jitter, colour
    auto-contrast and colour drop;
 5. model inputs (:func:`scene_inputs`): positions centred on the crop's mean x, y and on the scene's floor
@@ -35,7 +35,7 @@ from pointcoc.data.scenes import Scene, load_scene
 from pointcoc.errors import InputError
 
 __all__ = ["SCENE_FEATURES", "feature_channels", "voxelize", "scene_inputs", "SceneAugment", "SceneCrops",
-           "collate_scenes", "sphere_crop"]
+           "collate_scenes", "sphere_crop", "crop_indices", "CROPS"]
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ def voxelize(coord: np.ndarray, voxel_size: float, rng: np.random.Generator | No
     if not (isinstance(voxel_size, (int, float)) and math.isfinite(voxel_size) and voxel_size > 0):
         raise InputError(f"`voxel_size` must be a positive number, got {voxel_size!r}")
     cell = np.floor(np.asarray(coord, dtype=np.float64) / voxel_size).astype(np.int64)
-    cell -= cell.min(axis=0, initial=0) if len(cell) else 0
+    if len(cell):  # cells still on the origin's grid, counted from the lowest (UTM-sized coordinates fit)
+        cell -= cell.min(axis=0)
     extent = cell.max(axis=0) + 1 if len(cell) else np.ones(3, dtype=np.int64)
     if float(np.prod(extent.astype(np.float64))) >= 2.0**62:
         raise InputError(f"`voxel_size`={voxel_size} gives too many cells for the scene's extent; use a larger one")
@@ -82,13 +83,26 @@ def voxelize(coord: np.ndarray, voxel_size: float, rng: np.random.Generator | No
     return perm[first], out_inverse
 
 
-def sphere_crop(coord: np.ndarray, num_points: int, center: np.ndarray) -> np.ndarray:
+#: crop shapes: ``sphere`` (the nearest points in 3D, PointNeXt's) or ``box`` (the nearest in x, y by the largest
+#: coordinate difference: a square column from floor to ceiling)
+CROPS = ("sphere", "box")
+
+
+def crop_indices(coord: np.ndarray, num_points: int, center: np.ndarray, shape: str = "sphere") -> np.ndarray:
     """The indices of the ``num_points`` points of ``coord [N, 3]`` nearest ``center [3]`` (all when ``N`` is not
-    larger), in ascending index order."""
+    larger), in ascending index order: by Euclidean distance (``sphere``) or by ``max(|dx|, |dy|)`` (``box``)."""
+    if shape not in CROPS:
+        raise InputError(f"crop must be one of {CROPS}, got {shape!r}")
     if len(coord) <= num_points:
         return np.arange(len(coord))
-    d = ((coord - center) ** 2).sum(axis=1)
+    diff = coord - center
+    d = (diff**2).sum(axis=1) if shape == "sphere" else np.abs(diff[:, :2]).max(axis=1)
     return np.sort(np.argpartition(d, num_points - 1)[:num_points])
+
+
+def sphere_crop(coord: np.ndarray, num_points: int, center: np.ndarray) -> np.ndarray:
+    """:func:`crop_indices` with ``shape="sphere"``."""
+    return crop_indices(coord, num_points, center, "sphere")
 
 
 def scene_inputs(coord: np.ndarray, features: Sequence[str], *, floor: float, color: np.ndarray | None = None,
@@ -185,6 +199,7 @@ class SceneCrops(Dataset):
         num_classes: the class table's size (labels are checked against it).
         voxel_size: the grid subsampling (``None``: none).
         num_points: the crop size (``None``: whole voxelised scenes).
+        crop: the crop's shape, ``sphere`` or ``box`` (:func:`crop_indices`).
         features: input features (names of :data:`SCENE_FEATURES`).
         augment: a :class:`SceneAugment` (training) or ``None``.
         loops: crops per scene per epoch (``len = len(folders) * loops``).
@@ -199,7 +214,7 @@ class SceneCrops(Dataset):
     def __init__(self, folders: Sequence[str | Path], num_classes: int, *, voxel_size: float | None = 0.04,
                  num_points: int | None = 24_000, features: Sequence[str] = ("color", "height"),
                  augment: SceneAugment | None = None, loops: int = 1, train: bool = True, seed: int = 0,
-                 label_map: object = None) -> None:
+                 label_map: object = None, crop: str = "sphere") -> None:
         if not folders:
             raise InputError("no scene folders to read (an empty split?)")
         if loops < 1 or (num_points is not None and num_points < 1):
@@ -209,6 +224,9 @@ class SceneCrops(Dataset):
         self.num_classes, self.voxel_size, self.num_points = num_classes, voxel_size, num_points
         self.features, self.augment, self.loops, self.train, self.seed = tuple(features), augment, loops, train, seed
         self.label_map = label_map
+        if crop not in CROPS:
+            raise InputError(f"crop must be one of {CROPS}, got {crop!r}")
+        self.crop = crop
 
     def __len__(self) -> int:
         return len(self.folders) * self.loops
@@ -234,7 +252,7 @@ class SceneCrops(Dataset):
             index = np.arange(len(coord))
         if self.num_points is not None and len(index) > self.num_points:
             center = coord[index[rng.integers(len(index))]]
-            index = index[sphere_crop(coord[index], self.num_points, center)]
+            index = index[crop_indices(coord[index], self.num_points, center, self.crop)]
         floor = float(coord[:, 2].min())
         pts = coord[index]
         color = None if scene.color is None else scene.color[index]

@@ -47,7 +47,8 @@ class Scene:
 
     Attributes:
         name: the scene's name (its folder's, or ``Area_5/office_1`` style for S3DIS).
-        coord: ``[N, 3]`` float32 positions.
+        coord: ``[N, 3]`` positions: float32 from scene folders (as stored), float64 from single files (LiDAR
+            coordinates such as UTM keep their centimetres; everything downstream centres in float64).
         color: ``[N, 3]`` uint8 colours, or ``None``.
         segment: ``[N]`` int64 labels (negative = ignored), or ``None`` (an unlabelled scene).
         normal: ``[N, 3]`` float32 normals, or ``None``.
@@ -254,4 +255,4 @@ def load_scene(path: str | Path, *, num_classes: int | None = None, label_map: o
         row = int(np.argmax(labels))
         raise InputError(f"{path}: point {row} has label {int(labels[row])}, but the class table has {num_classes} "
                          f"classes (0..{num_classes - 1}; negative = ignored)")
-    return Scene(path.stem, cloud.pos.astype(np.float32), cloud.colors, labels, cloud.normals)
+    return Scene(path.stem, np.asarray(cloud.pos, dtype=np.float64), cloud.colors, labels, cloud.normals)

@@ -98,14 +98,24 @@ class _Scene:
             self.shape, self.dtype, self.offset = _npy_layout(path)
             self.xyz, self.rgb = _npy_columns(path, self.shape, self.dtype, columns)
             self.count, self.has_color = int(self.shape[0]), self.rgb is not None
+            self.color_scale = 1.0
             lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
-            for _, coord, _, _ in self.chunks():
+            high = 0.0
+            for _, coord, color, _ in self.chunks(raw_colors=True):
                 lo, hi = np.minimum(lo, coord.min(0)), np.maximum(hi, coord.max(0))
+                if color is not None and color.size:
+                    high = max(high, float(color.max()))
             self.bounds = np.stack([lo, hi])
+            # as read_point_file: floats in 0..1 are scaled by 255, integers above 255 are 16-bit colours
+            if self.has_color and self.dtype.kind == "f" and high <= 1.0:
+                self.color_scale = 255.0
+            elif self.has_color and self.dtype.kind in "iu" and high > 255:
+                self.color_scale = 255.0 / 65535.0
         if self.count == 0:
             raise InputError(f"{path}: no points")
 
-    def chunks(self) -> Iterator[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]:
+    def chunks(self, raw_colors: bool = False) -> Iterator[tuple[int, np.ndarray, np.ndarray | None,
+                                                                  np.ndarray | None]]:
         if self.is_las:
             from pointcoc.data.las import iter_las_chunks
 
@@ -118,16 +128,30 @@ class _Scene:
             n = min(self.chunk_size, self.count - start)
             with open(self.path, "rb") as fh:  # plain reads, not a memory map: the pages do not stay resident
                 fh.seek(self.offset + start * cols * self.dtype.itemsize)
-                block = np.fromfile(fh, dtype=self.dtype, count=n * cols).reshape(n, cols)
-            if len(block) != n:
-                raise InputError(f"{self.path}: ends at row {start + len(block)}, its header says {self.count} rows "
-                                 "(truncated)")
+                block = np.fromfile(fh, dtype=self.dtype, count=n * cols)
+            if block.size != n * cols:
+                raise InputError(f"{self.path}: ends at row {start + block.size // cols}, its header says {self.count} "
+                                 "rows (truncated); re-save the array")
+            block = block.reshape(n, cols)
             coord = block[:, self.xyz].astype(np.float64)
             if not np.isfinite(coord).all():
                 row = start + int(np.argmax(~np.isfinite(coord).all(1)))
                 raise InputError(f"{self.path}: row {row} has a NaN or infinite coordinate")
-            color = None if self.rgb is None else np.clip(np.round(block[:, self.rgb]), 0, 255).astype(np.uint8)
+            color = None if self.rgb is None else block[:, self.rgb]
+            if color is not None and not raw_colors:
+                color = np.clip(np.round(color * self.color_scale), 0, 255).astype(np.uint8)
             yield start, coord, color, None
+
+
+def _point_count(path: Path) -> int:
+    """The number of points of a ``.las``/``.laz`` (its header) or ``.npy`` (its first dimension) file, without
+    reading the points."""
+    if path.suffix.lower() in LAS_SUFFIXES:
+        from pointcoc.data.las import las_header_info
+
+        return int(las_header_info(path)["point_count"])
+    shape = _npy_layout(path)[0]
+    return int(shape[0]) if shape else 0
 
 
 def _write_ply_stream(path: Path, count: int, large: bool,
@@ -190,7 +214,7 @@ def segment_scene_file(model: Any, path: Path, out: Path | None, tiles: TileConf
     """Label every point of the scene file ``path`` and write the outputs (see the module docstring).
 
     Returns what was predicted and written: ``points``, ``streamed``, per-class ``counts``, ``accuracy`` (when
-    the file has labels) and ``written``.
+    the file has labels and was read in memory) and ``written``.
     """
     from pointcoc.visualize import draw_part_segmentation
 
@@ -202,8 +226,19 @@ def segment_scene_file(model: Any, path: Path, out: Path | None, tiles: TileConf
     if stream == "on" and suffix not in STREAM_SUFFIXES:
         raise InputError(f"--stream on reads {', '.join(STREAM_SUFFIXES)} files in chunks; {path} is {suffix} (use "
                          "--stream off, or convert it to .npy)")
-    scene = _Scene(path, chunk_size, columns, label_map) if suffix in STREAM_SUFFIXES and stream != "off" else None
-    streamed = scene is not None and (stream == "on" or scene.count > stream_above)
+    if label_map is not None:  # prediction does not need the file's labels: codes outside the map are not errors
+        from pointcoc.data.las import LasLabelMap
+
+        label_map = LasLabelMap.parse(label_map, unknown="ignore")
+    streamed = suffix in STREAM_SUFFIXES and (stream == "on" or (stream == "auto"
+                                                                 and _point_count(path) > stream_above))
+    scene = _Scene(path, chunk_size, columns, label_map) if streamed else None
+    if scene is not None:
+        if "color" in tiles.features and not scene.has_color:
+            raise InputError(f"{path}: the model reads colours and the file has none (no RGB in the LAS point format, "
+                             "or no r, g, b in --columns); give a file with colours")
+        if "normal" in tiles.features:
+            raise InputError(f"{path}: the model reads normals, which streaming does not carry; use --stream off")
     if streamed:  # freed blocks go back to the kernel at once: resident memory follows what one tile holds
         from pointcoc.engine.runtime import release_freed_memory
 
@@ -223,10 +258,14 @@ def segment_scene_file(model: Any, path: Path, out: Path | None, tiles: TileConf
             try:
                 source = SpilledSource(((s, c, col) for s, c, col, _ in scene.chunks()), scene.bounds, scene.count,
                                        tiles, work, scene.has_color and "color" in tiles.features)
+                done = 0
                 for index, probs in predict_tiles(model, source, tiles, device, progress):
                     labels[index] = probs.argmax(1)
+                    done += len(index)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
+            if done != scene.count:
+                raise RuntimeError(f"{path}: {done} of {scene.count} points were predicted (a tiling bug)")
             labels.flush()
             count, truth_all = scene.count, None
         else:
@@ -243,6 +282,9 @@ def segment_scene_file(model: Any, path: Path, out: Path | None, tiles: TileConf
                 labels[index] = probs.argmax(1)
             np.save(tmp_labels, labels)
             count, truth_all = cloud.num_points, cloud.labels
+    except BaseException:
+        tmp_labels.unlink(missing_ok=True)
+        raise
     finally:
         bar.close()
     tmp_labels.replace(outs["labels"])

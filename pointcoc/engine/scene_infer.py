@@ -56,7 +56,7 @@ class TileConfig:
     voxel_size: float = 0.04
     tile_size: float = 3.0
     margin: float = 0.5
-    max_points: int = 40_000
+    max_points: int = 60_000
     min_tile: float = 0.25
     features: tuple[str, ...] = ("color", "height")
     height_ref: str = "scene"
@@ -117,10 +117,14 @@ class ArraySource:
             raise InputError(f"`coord` must be a non-empty [N, 3] array, got {tuple(self.coord.shape)}")
         self.num_points = len(self.coord)
         self.bounds = np.stack([self.coord.min(0), self.coord.max(0)]).astype(np.float64)
+        self._order = np.argsort(self.coord[:, 0], kind="stable")  # a tile reads its x slab, not every point
+        self._xs = self.coord[self._order, 0]
 
     def read(self, lo: np.ndarray, hi: np.ndarray, core_lo: np.ndarray, core_hi: np.ndarray) -> TilePoints:
-        xy = self.coord[:, :2]
-        index = np.flatnonzero(_in_box(xy, lo, hi))
+        a, b = np.searchsorted(self._xs, [lo[0], hi[0]], side="left")
+        slab = self._order[a:b]
+        y = self.coord[slab, 1]
+        index = np.sort(slab[(y >= lo[1]) & (y < hi[1])])  # file order, as the voxels' picks need
         coord = self.coord[index].astype(np.float64)
         return TilePoints(index, coord, None if self.color is None else self.color[index],
                           None if self.normal is None else self.normal[index], _in_box(coord[:, :2], core_lo, core_hi))
@@ -128,7 +132,9 @@ class ArraySource:
 
 def tile_cores(bounds: np.ndarray, tile_size: float) -> list[tuple[np.ndarray, np.ndarray]]:
     """The tile cores ``(lo [2], hi [2])`` covering ``bounds [2, 3]``'s x, y, row by row; the last row and column
-    reach past the maximum, so every point lies in exactly one core."""
+    reach past the maximum (and :func:`predict_tiles` opens the first ones below the minimum), so every point lies
+    in exactly one core. Core ``i`` starts at ``bounds[0] + i * tile_size`` (:class:`SpilledSource` bins the
+    points on the same edges)."""
     lo = bounds[0, :2].astype(np.float64)
     count = np.maximum(np.ceil((bounds[1, :2] - lo) / tile_size + 1e-9), 1).astype(int)
     out = []
@@ -195,12 +201,15 @@ def predict_tiles(model: nn.Module, source: PointSource, cfg: TileConfig, device
     model.eval()
     min_points = model.min_points() if hasattr(model, "min_points") else 1
     floor = float(source.bounds[0, 2])
+    scene_lo = source.bounds[0, :2]
     cores = tile_cores(source.bounds, cfg.tile_size)
     stack: list[tuple[np.ndarray, np.ndarray, float]] = [(lo, hi, cfg.tile_size) for lo, hi in reversed(cores)]
     done, total = 0.0, float(len(cores))
     while stack:
         lo, hi, side = stack.pop()
-        tile = source.read(lo - cfg.margin, hi + cfg.margin, lo, hi)
+        # cores on the scene's lower edges own everything below it too (a LAS header's minimum may be too high)
+        own_lo = np.where(lo <= scene_lo, -np.inf, lo)
+        tile = source.read(own_lo - cfg.margin, hi + cfg.margin, own_lo, hi)
         weight = (side / cfg.tile_size) ** 2
         if not tile.own.any():
             done += weight
@@ -286,8 +295,10 @@ class SpilledSource:
 
     One pass over ``chunks`` (``(start, coord [n, 3], color [n, 3] or None)``, in file order) appends every
     point to the spill file of each top-level tile whose context (core plus ``margin``) holds it, under
-    ``workdir``. :meth:`read` then loads one tile's file at a time, so memory follows the largest tile, not the
-    file. ``bounds [2, 3]`` are the points' minima and maxima (a LAS header's, or a first pass's).
+    ``workdir`` (35 bytes a point with colours, times about ``(1 + 2 margin / tile_size)^2`` for the copies in
+    the margins). :meth:`read` then loads one top-level tile's file at a time (its quadrants reuse it), so
+    memory follows the largest tile with its margin, not the file. ``bounds [2, 3]`` are the points' minima
+    and maxima (a LAS header's, or a first pass's); points beyond them go to the outermost tiles.
     """
 
     def __init__(self, chunks: Any, bounds: np.ndarray, num_points: int, cfg: TileConfig, workdir: str | Path,
@@ -298,6 +309,8 @@ class SpilledSource:
         self.workdir.mkdir(parents=True, exist_ok=True)
         lo = self.bounds[0, :2]
         self.count = np.maximum(np.ceil((self.bounds[1, :2] - lo) / self.tile + 1e-9), 1).astype(int)
+        # the cores' lower edges, computed as tile_cores does, so binning and ownership agree to the last bit
+        self.edges = [lo[d] + np.arange(self.count[d]) * self.tile for d in range(2)]
         self.dtype = np.dtype([("index", "<i8"), ("coord", "<f8", 3)] + ([("color", "u1", 3)] if has_color else []))
         self._cache: tuple[int, np.ndarray] | None = None
         seen = 0
@@ -308,8 +321,9 @@ class SpilledSource:
             raise InputError(f"the file gave {seen} points, its header says {self.num_points}; it may be truncated")
 
     def _cell(self, xy: np.ndarray) -> np.ndarray:
-        rel = (xy - self.bounds[0, :2]) / self.tile
-        return np.clip(np.floor(rel).astype(np.int64), 0, self.count - 1)
+        """The tile (column, row) of each ``xy [n, 2]``: the last core edge at or below it (clipped to the grid)."""
+        cols = [np.searchsorted(self.edges[d], xy[:, d], side="right") - 1 for d in range(2)]
+        return np.clip(np.stack(cols, axis=1), 0, self.count - 1)
 
     def _path(self, cell: int) -> Path:
         return self.workdir / f"tile_{cell}.bin"
@@ -337,7 +351,10 @@ class SpilledSource:
                         part.tofile(fh)
 
     def read(self, lo: np.ndarray, hi: np.ndarray, core_lo: np.ndarray, core_hi: np.ndarray) -> TilePoints:
-        cx, cy = self._cell(core_lo[None])[0]
+        # the top-level tile of this core: the cell of a point well inside it (not of its rounded corner)
+        lo_f = np.where(np.isfinite(core_lo), core_lo, self.bounds[0, :2])
+        hi_f = np.minimum(np.where(np.isfinite(core_hi), core_hi, lo_f + self.tile), lo_f + self.tile)
+        cx, cy = self._cell(((lo_f + hi_f) / 2)[None])[0]
         cell = int(cy * self.count[0] + cx)
         if self._cache is None or self._cache[0] != cell:
             path = self._path(cell)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 from torch import Tensor, nn
 
-from pointcoc.data.scene_sets import SceneAugment, SceneCrops, collate_scenes, feature_channels
+from pointcoc.data.scene_sets import CROPS, SceneAugment, SceneCrops, collate_scenes, feature_channels
 from pointcoc.data.scenes import load_scene, scene_folders
 from pointcoc.engine.cli import add_common_args
 from pointcoc.engine.config import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
@@ -242,7 +242,7 @@ class SemSegTask(Task):
                 raise InputError(f"--las-map names {len(names)} classes ({', '.join(names)}), the class table has {C} "
                                  f"({', '.join(classes)}); give one entry per class, in its order")
         common = dict(voxel_size=cfg["voxel_size"] or None, num_points=cfg["num_points"], features=self.features,
-                      label_map=cfg.get("las_map"))
+                      label_map=cfg.get("las_map"), crop=cfg.get("crop") or "sphere")
         train = SceneCrops(train_folders, C, augment=augmentation(cfg["augment"]), loops=cfg["loops"], train=True,
                            **common)
         val = SceneCrops(val_folders, C, train=False, seed=cfg["seed"], **common)
@@ -342,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voxel-size", type=nonnegative_float, help="grid subsampling in metres (0: none)")
     p.add_argument("--num-points", type=positive_int, help="points per training / validation crop")
     p.add_argument("--loops", type=positive_int, help="crops per scene per epoch")
+    p.add_argument("--crop", choices=CROPS, default="sphere",
+                   help="crop shape: the nearest points in 3D (sphere) or by max(|dx|, |dy|) (box: a square column)")
     p.add_argument("--features", help="comma-separated input features among color, height, normal ('none': xyz)")
     p.add_argument("--sampler", help="the model's point sampler (default: the model's, FPS)")
     p.add_argument("--las-map", help="LAS/LAZ scenes of --dataset folder: classes from classification codes, e.g. "

@@ -159,6 +159,17 @@ def validate_semseg(cfg: dict[str, Any], dist: Any) -> dict[str, Any]:
     return metrics
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN (a class that never occurs) as null, so the file is valid JSON."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _check_output(output: str | None) -> None:
     """Refuse an ``--output`` that cannot be written before the evaluation runs, not after."""
     if output is None:
@@ -183,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                  ", ".join(f"{k} {metrics[k]:.2f}" for k in keys))
         if cfg["output"]:
             try:
-                Path(cfg["output"]).write_text(json.dumps(metrics, indent=2))
+                Path(cfg["output"]).write_text(json.dumps(_json_safe(metrics), indent=2))
             except OSError as err:
                 raise InputError(f"--output {cfg['output']}: cannot write it ({err.strerror or err})") from err
     return metrics

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from pointcoc.data.scene_sets import SceneAugment, SceneCrops, sphere_crop, voxelize
+from pointcoc.data.scene_sets import SceneAugment, SceneCrops, crop_indices, sphere_crop, voxelize
 from pointcoc.data.scenes import read_scene, write_scene
 from pointcoc.engine.metrics import SemSegMeter
 from pointcoc.engine.predict import main as predict_main
@@ -108,6 +108,11 @@ def test_sphere_crop_and_scene_crops(scenes_dir: Path) -> None:
     keep = sphere_crop(coord, 50, coord[7])
     d = ((coord - coord[7]) ** 2).sum(1)
     assert len(keep) == 50 and 7 in keep and d[keep].max() <= np.sort(d)[49]
+    box = crop_indices(coord, 50, coord[7], "box")  # a square column: z does not count
+    cheb = np.abs(coord[:, :2] - coord[7, :2]).max(1)
+    assert len(box) == 50 and cheb[box].max() <= np.sort(cheb)[49] and not np.array_equal(box, keep)
+    with pytest.raises(InputError, match="crop"):
+        crop_indices(coord, 50, coord[7], "cube")
     folders = sorted((scenes_dir / "train").iterdir())
     ds = SceneCrops(folders, 3, voxel_size=0.1, num_points=500, augment=SceneAugment(), loops=2)
     assert len(ds) == 8
@@ -180,6 +185,32 @@ def test_streaming_equals_in_memory_prediction(tmp_path: Path) -> None:
     np.testing.assert_allclose(streamed, memory, rtol=0, atol=1e-6)
     with pytest.raises(InputError, match="truncated"):
         SpilledSource(iter([(0, coord[:10], color[:10])]), bounds, len(coord), cfg, tmp_path / "short", True)
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.4, 3.5])
+def test_spilled_tiles_own_every_point_with_rounded_edges_and_a_wrong_header(tmp_path: Path, margin: float) -> None:
+    """Core edges such as 1.02 + 3 (= 4.0199999999999996) must bin and own alike; points below a (LAS) header's
+    minimum and above its maximum still belong to the outermost tiles; margins wider than a tile reach
+    several tiles."""
+    rng = np.random.default_rng(4)
+    coord = np.c_[rng.uniform(1.02, 13.0, (4000, 2)), rng.uniform(0, 1, 4000)]
+    coord[:50, 0] = 1.02 + 3 * rng.integers(1, 4, 50)  # exactly on core edges
+    cfg = TileConfig(voxel_size=0.0, tile_size=3.0, margin=margin, max_points=10_000, features=())
+    header = np.stack([coord.min(0) + [0.3, 0.3, 0.0], coord.max(0) - [0.3, 0.3, 0.0]])  # a header too tight
+    for bounds in (np.stack([coord.min(0), coord.max(0)]), header):
+        source = SpilledSource(iter([(0, coord, None)]), bounds, len(coord), cfg, tmp_path / str(len(bounds)), False)
+        seen = np.zeros(len(coord), dtype=int)
+        for index, _ in predict_tiles(CountingModel(), source, cfg):
+            seen[index] += 1
+        assert (seen == 1).all()
+
+
+def test_voxelize_takes_utm_sized_coordinates() -> None:
+    rng = np.random.default_rng(0)
+    coord = np.c_[5.0e5 + rng.uniform(0, 3, 1000), 5.0e6 + rng.uniform(0, 3, 1000), 300 + rng.uniform(0, 1, 1000)]
+    index, inverse = voxelize(coord, 0.04)
+    cells = np.floor(coord / 0.04).astype(np.int64)
+    assert len(index) == len(np.unique(cells, axis=0)) and (cells[index][inverse] == cells).all()
 
 
 # ----------------------------------------------------------------------------- readers
@@ -256,6 +287,20 @@ def test_recipes_and_refusals(scenes_dir: Path, tmp_path: Path, caplog: pytest.L
     message = refused(train_semseg, args(tmp_path / "noclasses", tmp_path / "z"), caplog)
     assert "classes.txt" in message
     assert not any((tmp_path / d).exists() for d in "xyz")
+
+
+def test_scene_scale_sampler_and_box_crops(scenes_dir: Path, tmp_path: Path) -> None:
+    """The O(N log N) samplers of large clouds (window FPS here) in the U-Net, trained and used by predict.py."""
+    out = tmp_path / "run"
+    summary = train_semseg(args(scenes_dir, out, "--sampler", "window_fps", "--crop", "box", "--epochs", "1"))
+    assert 0 <= summary["final_full_miou"] <= 100 and read_checkpoint(out / "best.pt")["config"]["sampler"] == \
+        "window_fps"
+    scene = read_scene(scenes_dir / "test" / "scene_0")
+    path = tmp_path / "scene.npy"
+    np.save(path, np.c_[scene.coord, scene.color].astype(np.float64))
+    res = predict_main(["--checkpoint", str(out / "best.pt"), "--input", str(path), "--columns", "x,y,z,r,g,b",
+                        "--output", str(tmp_path / "pred"), "--device", "cpu"])
+    assert res["points"] == 3000 and np.load(tmp_path / "pred.npy").shape == (3000,)
 
 
 def test_torchrun_two_processes(scenes_dir: Path, tmp_path: Path) -> None:
