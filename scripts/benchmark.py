@@ -276,8 +276,9 @@ def case_model(device: torch.device, name: str, mode: str, batch: int, img_size:
     return make_train_step(model, *x)
 
 
-def make_train_step(model: nn.Module, *x: Tensor) -> Callable[[], None]:
-    """One training step of ``model`` on ``x``: forward, ``logsumexp`` loss, backward, SGD step (lr 1e-3).
+def make_train_step(model: nn.Module, *x: Tensor, **kwargs: Tensor) -> Callable[[], None]:
+    """One training step of ``model`` on ``x`` (and keyword inputs such as a flat batch's ``batch``): forward,
+    ``logsumexp`` loss, backward, SGD step (lr 1e-3).
 
     Puts the model in training mode; the returned function carries it as ``.model``.
     """
@@ -286,7 +287,7 @@ def make_train_step(model: nn.Module, *x: Tensor) -> Callable[[], None]:
 
     def train_step() -> None:
         opt.zero_grad(set_to_none=True)
-        model(*x).float().logsumexp(-1).mean().backward()
+        model(*x, **kwargs).float().logsumexp(-1).mean().backward()
         opt.step()
 
     train_step.model = model  # type: ignore[attr-defined]
@@ -339,8 +340,7 @@ def case_scale(device: torch.device, kind: str, impl: str, n: int) -> Callable[[
 
 
 CASES: dict[str, Callable[..., Callable[[], object]]] = {"ops": case_ops, "cluster": case_cluster,
-                                                          "models": case_model, "scale": case_scale,
-                                                          "semseg": lambda *a, **k: case_semseg(*a, **k)}
+                                                          "models": case_model, "scale": case_scale}
 
 
 # ----------------------------------------------------------------------------- sections
@@ -949,16 +949,10 @@ def case_semseg(device: torch.device, name: str, batch: int, num_points: int) ->
     pos = (torch.rand(batch * num_points, 3, generator=gen) * torch.tensor([4.0, 4.0, 3.0])).to(device)
     x = torch.cat([torch.rand(batch * num_points, 3, generator=gen), pos[:, 2:].cpu()], dim=1).to(device)
     index = torch.arange(batch).repeat_interleave(num_points).to(device)
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    return make_train_step(model, pos, x, batch=index)
 
-    def train_step() -> None:  # make_train_step's step, on a flat batch
-        opt.zero_grad(set_to_none=True)
-        model(pos, x, batch=index).float().logsumexp(-1).mean().backward()
-        opt.step()
 
-    train_step.model = model  # type: ignore[attr-defined]
-    return train_step
+CASES["semseg"] = case_semseg
 
 
 def scene_file(path: Path, num_points: int, seed: int = 0) -> Path:

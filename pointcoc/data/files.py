@@ -53,7 +53,7 @@ import numpy as np
 
 from pointcoc.errors import InputError
 
-__all__ = ["PointFile", "read_point_file", "write_labeled_ply", "label_colors", "label_palette",
+__all__ = ["PointFile", "read_point_file", "write_labeled_ply", "write_atomic", "label_colors", "label_palette",
            "SUPPORTED_SUFFIXES", "LABEL_NAMES", "IGNORE_COLOR", "LARGE_COORDINATE"]
 
 log = logging.getLogger(__name__)
@@ -630,9 +630,10 @@ def read_point_file(path: str | Path, *, columns: str | None = None) -> PointFil
 
 
 # ----------------------------------------------------------------------------- writing
-def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """``write`` into a temporary file beside ``path`` (``.<name>.<random>.tmp``, flushed to disk), then rename it
-    over ``path``: a crash mid-write leaves any previous file intact."""
+    over ``path``: a crash mid-write leaves any previous file intact (checkpoints, logs, PLY and LAS outputs)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -753,7 +754,7 @@ def write_labeled_ply(path: str | Path, pos: np.ndarray, labels: np.ndarray, *, 
         table[name] = column
     ply = plyfile.PlyData([plyfile.PlyElement.describe(table, "vertex")], text=not binary,
                           byte_order="<" if binary else "=", comments=["written by pointcoc"])
-    _write_atomic(path, ply.write)
+    write_atomic(path, ply.write)
     log.debug("wrote %s: %d points (%s coordinates, %s)", path, n, np.dtype(coord).name,
               "binary" if binary else "ASCII")
     return path

@@ -56,7 +56,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from pointcoc.data.files import PointFile, _integral, _write_atomic
+from pointcoc.data.files import PointFile, _integral, write_atomic
 from pointcoc.errors import InputError
 
 __all__ = ["ASPRS_CLASSES", "DEFAULT_LAS_CLASSES", "DEFAULT_LAS_IGNORE", "LAS_FEATURES", "LAS_SUFFIXES",
@@ -800,6 +800,6 @@ def write_las_labels(src: str | os.PathLike[str], dst: str | os.PathLike[str],
             # not closed after a failure: the temporary file is dropped anyway
             writer.close()  # writes the final header (counts, bounds)
 
-        _write_atomic(dst, write)
+        write_atomic(dst, write)
     log.debug("wrote %s: %d points of %s relabelled (%s)", dst, n, src, "LAZ" if compress else "LAS")
     return dst

@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 
+from pointcoc.data.files import write_atomic
+
 __all__ = ["save_atomic", "copy_atomic", "write_text_atomic", "stale_temporaries", "rng_state", "set_rng_state"]
-
-
-def _write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """``write`` into a temporary file beside ``path`` (``.<name>.<random>.tmp``, flushed to disk), then rename
-    it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
@@ -39,12 +21,12 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 
     A crash mid-write leaves the previous file intact.
     """
-    _write_atomic(path, lambda fh: torch.save(obj, fh))
+    write_atomic(path, lambda fh: torch.save(obj, fh))
 
 
 def write_text_atomic(text: str, path: str | Path) -> None:
     """Write ``text`` (UTF-8) to ``path`` the same crash-safe way."""
-    _write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
+    write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def stale_temporaries(folder: Path, names: Iterable[str]) -> list[Path]:
@@ -55,7 +37,7 @@ def stale_temporaries(folder: Path, names: Iterable[str]) -> list[Path]:
 def copy_atomic(src: str | Path, dst: str | Path) -> None:
     """Copy the file ``src`` to ``dst`` the same crash-safe way (no second serialisation)."""
     with open(src, "rb") as source:
-        _write_atomic(dst, lambda fh: shutil.copyfileobj(source, fh, 16 * 2**20))
+        write_atomic(dst, lambda fh: shutil.copyfileobj(source, fh, 16 * 2**20))
 
 
 def rng_state() -> dict[str, Any]:

@@ -10,12 +10,20 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from pointcoc.engine.config import nonnegative_int, parse_config, positive_float, positive_int
+from pointcoc.engine.config import (
+    fraction,
+    nonnegative_float,
+    nonnegative_int,
+    parse_config,
+    positive_float,
+    positive_int,
+)
 from pointcoc.engine.runtime import CPU_ALLOCATORS, apply_cpu_allocator
 from pointcoc.engine.trainer import Task, fit
 from pointcoc.errors import InputError, input_error_message
 
-__all__ = ["run", "setup_logging", "add_common_args", "add_allocator_arg", "exit_on_input_error"]
+__all__ = ["run", "setup_logging", "add_common_args", "add_allocator_arg", "add_optimizer_args", "add_ema_args",
+           "exit_on_input_error"]
 
 log = logging.getLogger("pointcoc.train")
 
@@ -32,6 +40,29 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
     p.add_argument("--stop-after-epoch", type=positive_int, help="end this process after that epoch (resume later)")
     add_allocator_arg(p)
+
+
+def add_optimizer_args(p: argparse.ArgumentParser, opts: Sequence[str], warmup_lr: float,
+                       opt_help: str | None = None) -> None:
+    """The schedule and optimiser options of the point-cloud training scripts (``--epochs``, ``--batch-size``,
+    ``--eval-batch-size``, ``--lr``, ``--min-lr``, ``--weight-decay``, ``--opt`` among ``opts``,
+    ``--warmup-epochs``, ``--warmup-lr``); unset values come from the task's recipe."""
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--eval-batch-size", type=positive_int, help="default: --batch-size")
+    p.add_argument("--lr", type=nonnegative_float)
+    p.add_argument("--min-lr", type=nonnegative_float, help="end of the cosine schedule")
+    p.add_argument("--weight-decay", type=nonnegative_float)
+    p.add_argument("--opt", choices=list(opts), help=opt_help)
+    p.add_argument("--warmup-epochs", type=nonnegative_int, help="linear warm-up epochs before the schedule")
+    p.add_argument("--warmup-lr", type=nonnegative_float, default=warmup_lr,
+                   help="learning rate at the start of the warm-up")
+
+
+def add_ema_args(p: argparse.ArgumentParser, decay: float) -> None:
+    """``--model-ema`` (an EMA of the weights, timm ``ModelEmaV3``) and ``--model-ema-decay``."""
+    p.add_argument("--model-ema", action="store_true", help="keep an EMA of the weights (timm ModelEmaV3)")
+    p.add_argument("--model-ema-decay", type=fraction, default=decay)
 
 
 def add_allocator_arg(p: argparse.ArgumentParser) -> None:

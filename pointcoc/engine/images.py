@@ -26,7 +26,7 @@ from timm.optim import create_optimizer_v2
 from torch import Tensor, nn
 
 from pointcoc import data as pdata
-from pointcoc.engine.cli import add_common_args
+from pointcoc.engine.cli import add_common_args, add_ema_args
 from pointcoc.engine.config import fraction, nonnegative_float, nonnegative_int, positive_int
 from pointcoc.engine.distributed import DistInfo
 from pointcoc.engine.trainer import DataBundle, Task
@@ -199,8 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutmix", type=nonnegative_float, default=1.0)
     p.add_argument("--smoothing", type=fraction, default=0.1)
     add_bad_images_arg(p)
-    p.add_argument("--model-ema", action="store_true")
-    p.add_argument("--model-ema-decay", type=fraction, default=0.9998)
+    add_ema_args(p, 0.9998)
     add_common_args(p)
     return p
 

@@ -34,8 +34,8 @@ from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler, StepLRSchedu
 from torch import Tensor, nn
 
 from pointcoc import data as pdata
-from pointcoc.engine.cli import add_common_args
-from pointcoc.engine.config import fraction, nonnegative_float, nonnegative_int, positive_int
+from pointcoc.engine.cli import add_common_args, add_ema_args, add_optimizer_args
+from pointcoc.engine.config import fraction, nonnegative_int, positive_int
 from pointcoc.engine.distributed import DistInfo
 from pointcoc.engine.metrics import PartSegMeter
 from pointcoc.engine.trainer import DataBundle, Task, autocast_context, make_loader
@@ -326,18 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="pointcoc_seg_tiny", choices=list_models("partseg"))
     p.add_argument("--recipe", choices=sorted(RECIPES), help="default: demo on the demo set, else pointmlp for "
                                                              "pointmlp_partseg and pointnext for the others")
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--eval-batch-size", type=positive_int, help="default: --batch-size")
-    p.add_argument("--lr", type=nonnegative_float)
-    p.add_argument("--min-lr", type=nonnegative_float, help="end of the cosine schedule")
-    p.add_argument("--weight-decay", type=nonnegative_float)
-    p.add_argument("--opt", choices=["sgd", "adam", "adamw"])
+    add_optimizer_args(p, ["sgd", "adam", "adamw"], warmup_lr=1e-6)
     p.add_argument("--sched", choices=SCHEDULES, help="cosine, step (every --decay-epochs) or multistep")
     p.add_argument("--decay-epochs", type=positive_int, nargs="+", help="step: the period; multistep: milestones")
     p.add_argument("--decay-rate", type=fraction, help="learning-rate factor at each decay")
-    p.add_argument("--warmup-epochs", type=nonnegative_int)
-    p.add_argument("--warmup-lr", type=nonnegative_float, default=1e-6)
     p.add_argument("--smoothing", type=fraction, default=0.0, help="label smoothing of the per-point loss")
     p.add_argument("--augment", choices=AUGMENTS, help="training augmentation")
     p.add_argument("--num-points", type=positive_int, help="points sampled per shape in training and validation")
@@ -347,8 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-split", default="test", choices=["val", "test"],
                    help="after training: evaluated on every stored point of each shape")
     p.add_argument("--vote", type=nonnegative_int, default=0, help="after training, also evaluate with N votes")
-    p.add_argument("--model-ema", action="store_true", help="keep an EMA of the weights (timm ModelEmaV3)")
-    p.add_argument("--model-ema-decay", type=fraction, default=0.999)
+    add_ema_args(p, 0.999)
     add_common_args(p)
     return p
 

@@ -19,8 +19,8 @@ from timm.optim import create_optimizer_v2
 from torch import Tensor, nn
 
 from pointcoc import data as pdata
-from pointcoc.engine.cli import add_common_args
-from pointcoc.engine.config import fraction, nonnegative_float, nonnegative_int, positive_int
+from pointcoc.engine.cli import add_common_args, add_optimizer_args
+from pointcoc.engine.config import fraction, nonnegative_int, positive_int
 from pointcoc.engine.distributed import DistInfo
 from pointcoc.engine.losses import smooth_cross_entropy
 from pointcoc.engine.trainer import DataBundle, Task, evaluate, make_loader
@@ -141,16 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="dataset root (default: data/modelnet40_ply_hdf5_2048, data/h5_files or "
                                       "data/demo)")
     p.add_argument("--model", default="pointmlp", choices=list_models("point"))
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--eval-batch-size", type=positive_int, help="default: --batch-size")
-    p.add_argument("--lr", type=nonnegative_float)
-    p.add_argument("--min-lr", type=nonnegative_float, help="end of the cosine schedule")
-    p.add_argument("--weight-decay", type=nonnegative_float)
-    p.add_argument("--opt", choices=["sgd", "adamw"], help="SGD (momentum 0.9) or AdamW")
-    p.add_argument("--warmup-epochs", type=nonnegative_int, help="linear warm-up epochs before the cosine schedule")
-    p.add_argument("--warmup-lr", type=nonnegative_float, default=1e-5,
-                   help="learning rate at the start of the warm-up")
+    add_optimizer_args(p, ["sgd", "adamw"], warmup_lr=1e-5, opt_help="SGD (momentum 0.9) or AdamW")
     p.add_argument("--smoothing", type=fraction, default=0.2, help="label smoothing, PointMLP's form")
     p.add_argument("--num-points", type=positive_int)
     p.add_argument("--vote", type=nonnegative_int, default=0,

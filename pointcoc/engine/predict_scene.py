@@ -5,9 +5,11 @@ and LiDAR ``.las``/``.laz`` (:mod:`pointcoc.data.las`). The scene is predicted i
 (:mod:`pointcoc.engine.scene_infer`) with the settings of the training run (voxel size, features).
 
 Streaming (``--stream on``, or ``auto`` for ``.las``/``.laz``/``.npy`` files above ``--stream-above`` points):
-one pass reads the file in chunks and bins the points by tile into spill files under a temporary folder;
-the tiles are then predicted one at a time, their labels written into a memory-mapped ``OUT.npy``; a second
-pass writes the outputs chunk by chunk. Memory depends on the chunk and tile sizes, not on the file.
+one pass reads the file in chunks and bins the points by tile into spill files under a temporary folder
+(a ``.npy`` gets a first pass for its bounds; a LAS header has them); the tiles are then predicted one at a
+time, their labels written into a memory-mapped ``OUT.npy``; a last pass writes the labelled points chunk by
+chunk and keeps the figure's points (a LAS copy takes one more, for the figure). Memory depends on the chunk
+and tile sizes, not on the file.
 
 Outputs (``--output OUT``): ``OUT.npy`` (int32 labels), ``OUT.png`` (top view and a 3D view, beside the
 file's own labels when it has some), and the labelled points: for LAS/LAZ a copy of the input with the
@@ -23,12 +25,13 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from tqdm import tqdm
 
-from pointcoc.data.files import label_colors, read_point_file
+from pointcoc.data.files import label_colors, write_atomic
+from pointcoc.data.scenes import load_scene
 from pointcoc.engine.scene_infer import ArraySource, SpilledSource, TileConfig, predict_tiles
 from pointcoc.errors import InputError
 
@@ -166,25 +169,20 @@ def _write_ply_stream(path: Path, count: int, large: bool,
     header = ("ply\nformat binary_little_endian 1.0\ncomment written by pointcoc\n"
               f"element vertex {count}\nproperty {ftype} x\nproperty {ftype} y\nproperty {ftype} z\n"
               "property uchar red\nproperty uchar green\nproperty uchar blue\nproperty int label\nend_header\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(header.encode("ascii"))
-            for coord, labels in rows:
-                table = np.empty(len(coord), dtype=dtype)
-                for i, a in enumerate("xyz"):
-                    table[a] = coord[:, i]
-                rgb = label_colors(labels)
-                for i, a in enumerate(("red", "green", "blue")):
-                    table[a] = rgb[:, i]
-                table["label"] = labels
-                table.tofile(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    def write(fh: BinaryIO) -> None:
+        fh.write(header.encode("ascii"))
+        for coord, labels in rows:
+            table = np.empty(len(coord), dtype=dtype)
+            for i, a in enumerate("xyz"):
+                table[a] = coord[:, i]
+            rgb = label_colors(labels)
+            for i, a in enumerate(("red", "green", "blue")):
+                table[a] = rgb[:, i]
+            table["label"] = labels
+            table.tofile(fh)
+
+    write_atomic(path, write)
 
 
 def _bar(total: int, desc: str) -> tuple[Any, Callable[[float], None]]:
@@ -269,19 +267,13 @@ def segment_scene_file(model: Any, path: Path, out: Path | None, tiles: TileConf
             labels.flush()
             count, truth_all = scene.count, None
         else:
-            if is_las:
-                from pointcoc.data.las import las_header_info, read_las
-
-                rgb = las_header_info(path)["has_rgb"]
-                cloud = read_las(path, label_map=label_map, features=("rgb",) if rgb else ())
-            else:
-                cloud = read_point_file(path, columns=columns)
-            source_mem = ArraySource(cloud.pos, cloud.colors if "color" in tiles.features else None, cloud.normals)
+            cloud = load_scene(path, label_map=label_map, columns=columns)
+            source_mem = ArraySource(cloud.coord, cloud.color if "color" in tiles.features else None, cloud.normal)
             labels = np.zeros(cloud.num_points, dtype=np.int32)
             for index, probs in predict_tiles(model, source_mem, tiles, device, progress):
                 labels[index] = probs.argmax(1)
             np.save(tmp_labels, labels)
-            count, truth_all = cloud.num_points, cloud.labels
+            count, truth_all = cloud.num_points, cloud.segment
     except BaseException:
         tmp_labels.unlink(missing_ok=True)
         raise
@@ -289,33 +281,40 @@ def segment_scene_file(model: Any, path: Path, out: Path | None, tiles: TileConf
         bar.close()
     tmp_labels.replace(outs["labels"])
     labels = np.load(outs["labels"], mmap_mode="r")
+    step = max(1, count // PREVIEW_POINTS)  # the figure shows every step-th point
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+
+    def labelled_chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The streamed file's chunks with their labels, keeping the preview's points on the way (copies: a strided
+        view would keep each whole chunk alive)."""
+        assert scene is not None
+        for s0, c, _, t in scene.chunks():
+            lab = np.asarray(labels[s0:s0 + len(c)])
+            parts.append((c[::step].copy(), lab[::step].copy(), None if t is None else t[::step].copy()))
+            yield c, lab
+
     # the labelled points
     if is_las:
         from pointcoc.data.las import write_las_labels
 
         las_map = label_map if label_map is not None else {name: [i] for i, name in enumerate(class_names)}
         write_las_labels(path, outs["points"], labels, label_map=las_map, chunk_size=chunk_size)
+        if streamed:  # write_las_labels reads the file on its own: one more pass for the preview
+            for _ in labelled_chunks():
+                pass
     elif streamed:
         assert scene is not None
-        large = bool(np.abs(scene.bounds).max() > 1e4)
-        _write_ply_stream(outs["points"], count, large, ((c, np.asarray(labels[s:s + len(c)]))
-                                                         for s, c, _, _ in scene.chunks()))
+        _write_ply_stream(outs["points"], count, bool(np.abs(scene.bounds).max() > 1e4), labelled_chunks())
     else:
         from pointcoc.data.files import write_labeled_ply
 
-        write_labeled_ply(outs["points"], cloud.pos, np.asarray(labels))
-    # a preview: every k-th point
-    step = max(1, count // PREVIEW_POINTS)
+        write_labeled_ply(outs["points"], cloud.coord, np.asarray(labels))
     if streamed:
-        assert scene is not None
-        # copies: a strided view would keep each whole chunk alive
-        parts = [(c[::step].copy(), np.array(labels[s:s + len(c)][::step]), None if t is None else t[::step].copy())
-                 for s, c, _, t in scene.chunks()]
         pos = np.concatenate([p for p, _, _ in parts])
         pred = np.concatenate([q for _, q, _ in parts])
         truth = None if any(t is None for _, _, t in parts) else np.concatenate([t for _, _, t in parts])
     else:
-        pos, pred = cloud.pos[::step], np.asarray(labels[::step])
+        pos, pred = cloud.coord[::step], np.asarray(labels[::step])
         truth = None if truth_all is None else truth_all[::step]
     if truth is not None and truth.size and truth.max() >= C:
         log.warning("%s: its labels go up to %d but the model has %d classes; not scored", path, truth.max(), C)

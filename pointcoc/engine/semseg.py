@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +38,8 @@ from torch import Tensor, nn
 
 from pointcoc.data.scene_sets import CROPS, SceneAugment, SceneCrops, collate_scenes, feature_channels
 from pointcoc.data.scenes import load_scene, scene_folders
-from pointcoc.engine.cli import add_common_args
+from pointcoc.engine.checkpoint import write_text_atomic
+from pointcoc.engine.cli import add_common_args, add_ema_args, add_optimizer_args
 from pointcoc.engine.config import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
 from pointcoc.engine.distributed import DistInfo
 from pointcoc.engine.metrics import SemSegMeter
@@ -182,15 +184,13 @@ class SemSegEpochMeter:
 
 
 def write_confusion(path: Path, confusion: Tensor, class_names: Sequence[str]) -> Path:
-    """The confusion matrix as CSV (rows: ground truth, columns: prediction, point counts)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["truth \\ predicted", *class_names])
-        for name, row in zip(class_names, confusion.long().tolist()):
-            w.writerow([name, *row])
-    tmp.replace(path)
+    """The confusion matrix as CSV (rows: ground truth, columns: prediction, point counts), atomically."""
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(["truth \\ predicted", *class_names])
+    for name, row in zip(class_names, confusion.long().tolist()):
+        w.writerow([name, *row])
+    write_text_atomic(text.getvalue(), path)
     return path
 
 
@@ -326,15 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="pointcoc_seg_tiny", choices=segmenter_models())
     p.add_argument("--recipe", choices=sorted(RECIPES), help="default: demo for the demo rooms, scannet for "
                                                              "scannet, else s3dis")
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--eval-batch-size", type=positive_int, help="default: --batch-size")
-    p.add_argument("--lr", type=nonnegative_float)
-    p.add_argument("--min-lr", type=nonnegative_float, help="end of the cosine schedule")
-    p.add_argument("--weight-decay", type=nonnegative_float)
-    p.add_argument("--opt", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--warmup-epochs", type=nonnegative_int)
-    p.add_argument("--warmup-lr", type=nonnegative_float, default=1e-6)
+    add_optimizer_args(p, ["sgd", "adam", "adamw"], warmup_lr=1e-6)
     p.add_argument("--smoothing", type=fraction, help="label smoothing of the per-point loss")
     p.add_argument("--class-weights", choices=CLASS_WEIGHTS,
                    help="loss weights from the training labels' frequencies (1/f or 1/sqrt(f))")
@@ -356,8 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-points", type=positive_int, help="whole-scene inference: most voxels per model call")
     p.add_argument("--height-ref", choices=["scene", "tile"], help="heights from the scene's or the tile's lowest z")
     p.add_argument("--vote", type=nonnegative_int, default=0, help="whole-scene test: average N rotations about z")
-    p.add_argument("--model-ema", action="store_true", help="keep an EMA of the weights (timm ModelEmaV3)")
-    p.add_argument("--model-ema-decay", type=fraction, default=0.999)
+    add_ema_args(p, 0.999)
     add_common_args(p)
     return p
 

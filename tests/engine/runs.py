@@ -35,6 +35,15 @@ def run_script(script: str, *args: str, env: dict | None = None, timeout: float 
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def torchrun(script: str, *args: str, nproc: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=N scripts/<script> args...`` on the CPU (gloo), one thread per
+    process (two processes on two cores)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           str(ROOT / "scripts" / script), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
 def run_python(code: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -c code args...`` in a fresh process (for runs that patch something first)."""
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout,

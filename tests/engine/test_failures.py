@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 import traceback
 from pathlib import Path
@@ -27,7 +24,7 @@ from pointcoc.engine.validate import main as validate
 from pointcoc.errors import InputError
 from pointcoc.models import PointCoC, read_checkpoint
 
-from runs import ROOT, image_args, one_line_error, point_args, refused, run_python, run_script
+from runs import image_args, one_line_error, point_args, refused, run_python, run_script, torchrun
 from snapshots import snapshot
 
 
@@ -253,9 +250,7 @@ def test_ddp_ranks_skip_an_empty_step_together(image_dir, tmp_path) -> None:
         for i in range(6):
             _damaged_jpeg(data / "train" / cls / f"broken{i}.JPEG")
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "scripts" / "train_imagenet.py"), *image_args(data, out, "--batch-size", "2", "--epochs", "2")]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    res = torchrun("train_imagenet.py", *image_args(data, out, "--batch-size", "2", "--epochs", "2"))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "skipped a training step on every rank" in res.stderr
     with (out / "metrics.csv").open() as fh:

@@ -4,10 +4,7 @@ voting, validate.py and predict.py on .ply / .npy / .txt files."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +21,7 @@ from pointcoc.engine.predict import main as predict_main
 from pointcoc.engine.validate import main as validate
 from pointcoc.models import create_model, read_checkpoint
 
-from runs import ROOT, one_line_error, run_script
+from runs import one_line_error, run_script, torchrun
 
 CATEGORIES = ("Mug", "Table")
 
@@ -225,9 +222,7 @@ def test_predict_refuses_bad_input_with_one_line(trained: Path, parts_dir: Path,
 def test_torchrun_two_processes(parts_dir: Path, tmp_path: Path) -> None:
     """DDP on CPU (gloo): the reduced validation metrics equal a single-process evaluation of the result."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "scripts" / "train_partseg.py"), *args(parts_dir, out, "--batch-size", "2")]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    res = torchrun("train_partseg.py", *args(parts_dir, out, "--batch-size", "2"))
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     metrics = validate(["--model", "pointcoc_seg_nano", "--checkpoint", str(out / "last.pt"), "--dataset",

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +21,7 @@ from pointcoc.engine.validate import main as validate
 from pointcoc.errors import InputError
 from pointcoc.models import create_model, read_checkpoint
 
-from runs import ROOT, one_line_error, refused, run_script
+from runs import one_line_error, refused, run_script, torchrun
 
 CLASSES = ("floor", "ceiling", "box")
 
@@ -306,9 +303,7 @@ def test_scene_scale_sampler_and_box_crops(scenes_dir: Path, tmp_path: Path) -> 
 def test_torchrun_two_processes(scenes_dir: Path, tmp_path: Path) -> None:
     """DDP on CPU (gloo): the whole-scene test reduced over 2 processes equals validate.py in one."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "scripts" / "train_semseg.py"), *args(scenes_dir, out, "--batch-size", "1")]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    res = torchrun("train_semseg.py", *args(scenes_dir, out, "--batch-size", "1"))
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     metrics = validate(["--model", "pointcoc_seg_nano", "--checkpoint", str(out / "last.pt"), "--dataset", "folder",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from pointcoc.engine.points import main as train_points
 from pointcoc.engine.validate import main as validate
 from pointcoc.models import read_checkpoint
 
-from runs import ROOT, one_line_error, point_args, run_script
+from runs import one_line_error, point_args, run_script, torchrun
 
 
 def test_point_training_writes_everything(modelnet_dir, tmp_path) -> None:
@@ -126,10 +124,7 @@ def test_image_training_and_validation(image_dir, tmp_path) -> None:
 def test_torchrun_two_processes(modelnet_dir, tmp_path) -> None:
     """DDP on CPU (gloo): metrics reduced over both ranks equal a single-process evaluation of the result."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "scripts" / "train_modelnet.py"), *point_args(modelnet_dir, out, "--batch-size", "4")]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    res = torchrun("train_modelnet.py", *point_args(modelnet_dir, out, "--batch-size", "4"))
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     metrics = validate(["--model", "pointcoc_nano", "--checkpoint", str(out / "last.pt"), "--dataset",
