@@ -35,8 +35,9 @@ def test_full_size_models_at_2048_points(name: str) -> None:
     assert out.shape == (2, 2048, 50) and torch.isfinite(out).all()
 
 
-def test_dense_flat_and_each_cloud_alone_agree() -> None:
-    model = nano()
+@pytest.mark.parametrize("context", ["deepest", "all"])
+def test_dense_flat_and_each_cloud_alone_agree(context: str) -> None:
+    model = nano(global_context=context)
     pos, x, cat = inputs(3, 96)
     with torch.no_grad():
         dense = model(pos, x, cat)
@@ -47,8 +48,9 @@ def test_dense_flat_and_each_cloud_alone_agree() -> None:
     torch.testing.assert_close(alone, dense, rtol=1e-5, atol=1e-5)
 
 
-def test_ragged_flat_batch_matches_clouds_alone() -> None:
-    model = nano()
+@pytest.mark.parametrize("context", ["deepest", "all"])
+def test_ragged_flat_batch_matches_clouds_alone(context: str) -> None:
+    model = nano(global_context=context)
     sizes = [70, 130]
     pos, x = torch.randn(sum(sizes), 3), torch.randn(sum(sizes), 3)
     batch = torch.repeat_interleave(torch.arange(2), torch.tensor(sizes))
@@ -60,8 +62,9 @@ def test_ragged_flat_batch_matches_clouds_alone() -> None:
     torch.testing.assert_close(flat, torch.cat([first, second]), rtol=1e-5, atol=1e-5)
 
 
-def test_logits_follow_the_points_when_they_are_reordered() -> None:
-    model = nano()
+@pytest.mark.parametrize("context", ["deepest", "all"])
+def test_logits_follow_the_points_when_they_are_reordered(context: str) -> None:
+    model = nano(global_context=context)
     pos, x, cat = inputs(2, 128)
     perm = torch.randperm(128, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -100,12 +103,34 @@ def test_bad_categories_and_small_clouds_are_refused() -> None:
         scenes(pos, category=cat)
 
 
-def test_backward_reaches_every_parameter() -> None:
-    model = nano().train()
+@pytest.mark.parametrize("context", ["deepest", "all"])
+def test_backward_reaches_every_parameter(context: str) -> None:
+    model = nano(global_context=context).train()
     pos, x, cat = inputs(2, 96)
     model(pos, x, cat).logsumexp(-1).sum().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing
+
+
+def test_every_level_context_reads_every_level_and_bad_settings_are_refused() -> None:
+    model = nano(global_context="all", context_dim=24)
+    assert len(model.context_maps) == 3 and not hasattr(model, "context_norm")  # the embedding and two stages
+    assert model.head[0].normalized_shape == (16 + 24 + 16,)  # embed_dim + context_dim + category_dim
+    pos, x, cat = inputs(2, 96)
+    with torch.no_grad():
+        ref = model(pos, x, cat)
+        for level in range(3):  # each level's pooled map reaches the logits
+            weight = model.context_maps[level][1].weight
+            saved = weight.clone()
+            weight.mul_(3.0)
+            assert not torch.allclose(model(pos, x, cat), ref), f"level {level} does not reach the output"
+            weight.copy_(saved)
+        torch.testing.assert_close(model(pos, x, cat), ref)
+    assert create_model("pointcoc_seg_tiny").global_context == "all"
+    with pytest.raises(ValueError, match="`global_context` must be 'deepest' or 'all', got 'mean'"):
+        nano(global_context="mean")
+    with pytest.raises(ValueError, match="`context_dim` must be a positive"):
+        nano(global_context="all", context_dim=0)
 
 
 def test_decoder_blocks_reuse_the_encoder_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
