@@ -14,7 +14,7 @@ from pointcoc.models.checkpoint import (
 )
 from pointcoc.models.coc import CoC, image_to_points, pixel_features
 from pointcoc.models.point_coc import PointCoC
-from pointcoc.models.point_seg import PointCoCSeg
+from pointcoc.models.point_seg import SEG_VARIANTS, PointCoCSeg, context_kwargs_from_state
 from pointcoc.models.pointmlp import PointMLP
 from pointcoc.models.pointmlp_partseg import PointMLPPartSeg
 from pointcoc.models.registry import create_model, list_models, model_kind, register
@@ -28,6 +28,8 @@ __all__ = [
     "CoC",
     "PointCoC",
     "PointCoCSeg",
+    "SEG_VARIANTS",
+    "context_kwargs_from_state",
     "PointMLP",
     "PointMLPPartSeg",
     "image_to_points",

@@ -28,7 +28,8 @@ the order of the points either.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +48,8 @@ from pointcoc.models._common import (
 from pointcoc.models.registry import register
 from pointcoc.ops import Points, knn_interpolate_points
 
-__all__ = ["PointCoCSeg", "SEG_VARIANTS", "pointcoc_seg_nano", "pointcoc_seg_tiny", "pointcoc_seg_small"]
+__all__ = ["PointCoCSeg", "SEG_VARIANTS", "context_kwargs_from_state", "pointcoc_seg_nano", "pointcoc_seg_tiny",
+           "pointcoc_seg_small"]
 
 
 class PointCoCSeg(nn.Module):
@@ -231,6 +233,22 @@ SEG_VARIANTS: dict[str, dict] = {
                                num_heads=(4, 8, 8), head_dim=(32, 32, 64), head_hidden=256, drop_path_rate=0.1,
                                stem_neighbors=16, global_context="all"),
 }
+
+
+def context_kwargs_from_state(state: Mapping[str, Tensor]) -> dict[str, Any]:
+    """The head context a :class:`PointCoCSeg` state dict (prefixes already stripped) was trained with.
+
+    Returns ``{"global_context": "deepest"}`` for a ``context_norm``, ``{"global_context": "all", "context_dim": C}``
+    for ``context_maps`` (``C`` read from the first map's weight ``[C, embed_dim]``), ``{}`` for neither. Checkpoints
+    of the tiny and small variants made before their default became ``"all"`` hold a ``context_norm``: building
+    the model with these keyword arguments loads them unchanged.
+    """
+    if "context_norm.weight" in state:
+        return {"global_context": "deepest"}
+    first = state.get("context_maps.0.1.weight")
+    if first is not None:
+        return {"global_context": "all", "context_dim": int(first.shape[0])}
+    return {}
 
 
 def _create(variant: str, **kwargs) -> PointCoCSeg:

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 import pointcoc.blocks.cluster as cluster_mod
-from pointcoc.models import PointCoCSeg, create_model, list_models, model_kind
+from pointcoc.models import (
+    PointCoCSeg,
+    context_kwargs_from_state,
+    create_model,
+    list_models,
+    load_upstream_state_dict,
+    model_kind,
+)
 from pointcoc.ops import Points, knn_interpolate_points
 
 
@@ -186,3 +193,22 @@ def test_stem_needs_its_neighbours_and_changes_the_output() -> None:
         state = {k: v for k, v in a.state_dict().items() if not k.startswith("stem")}
         plain.load_state_dict(state)
         assert not torch.allclose(a(pos, x, cat), plain(pos, x, cat))  # the stem takes part
+
+
+@pytest.mark.parametrize(("name", "context"), [("pointcoc_seg_tiny", "deepest"), ("pointcoc_seg_nano", "all")])
+def test_checkpoints_load_with_the_context_they_were_trained_with(tmp_path, name: str, context: str) -> None:
+    from pointcoc.engine.predict import load_predictor
+
+    torch.manual_seed(0)
+    trained = create_model(name, global_context=context, context_dim=32).eval()  # not the variant's context
+    assert context_kwargs_from_state(trained.state_dict()) == (
+        {"global_context": "deepest"} if context == "deepest" else {"global_context": "all", "context_dim": 32})
+    path = tmp_path / "model.pt"
+    torch.save({"model": {f"module.{k}": v for k, v in trained.state_dict().items()}}, path)  # DDP-style keys
+    loaded = load_predictor(path, name, "cpu").model
+    assert loaded.global_context == context
+    pos, x = torch.randn(1, 256, 3), torch.randn(1, 256, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pos, x, torch.tensor([3])), trained(pos, x, torch.tensor([3])))
+    with pytest.raises(ValueError, match="does not fit PointCoCSeg"):  # the variant's own context does not fit
+        load_upstream_state_dict(create_model(name), torch.load(path, weights_only=True))
