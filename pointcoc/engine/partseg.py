@@ -240,7 +240,7 @@ class PartSegTask(Task):
             if cfg["model"].startswith("pointmlp"):
                 raise InputError(f"{cfg['model']} reads xyz and normals together (upstream); drop --no-normals")
             kwargs["in_chans"] = 0
-        model = create_model(cfg["model"], **kwargs)
+        model = create_model(cfg["model"], **kwargs, **(cfg.get("model_kwargs") or {}))  # + a resumed run's
         need = model.min_points() if hasattr(model, "min_points") else 1
         if cfg["num_points"] < need:
             raise InputError(f"--num-points {cfg['num_points']} is below what {cfg['model']} needs ({need} points per "

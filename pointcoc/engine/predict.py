@@ -35,8 +35,7 @@ from pointcoc.engine.config import positive_int
 from pointcoc.engine.partseg import ShapeCollate
 from pointcoc.errors import InputError
 from pointcoc.models import (
-    SEG_VARIANTS,
-    context_kwargs_from_state,
+    architecture_from_state,
     create_model,
     list_models,
     load_upstream_state_dict,
@@ -130,12 +129,10 @@ def load_predictor(checkpoint: str | Path, model_name: str | None = None, device
             kwargs["in_chans"] = 0
     elif names:
         kwargs["num_classes"] = len(names)
-    if name in SEG_VARIANTS:  # the head context the checkpoint was trained with (older ones: the deepest level's)
-        context = context_kwargs_from_state(unwrap_state_dict(ckpt, f"--checkpoint {checkpoint}"))
-        if context and context["global_context"] != SEG_VARIANTS[name].get("global_context", "deepest"):
-            log.info("--checkpoint %s was trained with global_context=%r; building %s with it", checkpoint,
-                     context["global_context"], name)
-        kwargs.update(context)
+    arch = architecture_from_state(name, unwrap_state_dict(ckpt, f"--checkpoint {checkpoint}"))
+    if arch:  # what the weights say (a segmenter's head context: older checkpoints have the deepest level's)
+        log.debug("--checkpoint %s: building %s with %s", checkpoint, name, arch)
+        kwargs.update(arch)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = create_model(name, **kwargs)
     load_upstream_state_dict(model, ckpt, source=f"--checkpoint {checkpoint}")

@@ -256,7 +256,7 @@ class SemSegTask(Task):
                                       in_chans=feature_channels(self.features))
         if cfg.get("sampler"):
             kwargs["sampler"] = cfg["sampler"]
-        model = create_model(cfg["model"], **kwargs)
+        model = create_model(cfg["model"], **kwargs, **(cfg.get("model_kwargs") or {}))  # + a resumed run's
         need = model.min_points()
         if cfg["num_points"] < need:
             raise InputError(f"--num-points {cfg['num_points']} is below what {cfg['model']} needs ({need}); raise it")

@@ -37,7 +37,7 @@ from pointcoc.engine.logger import RunLogger
 from pointcoc.engine.metrics import ClassificationMeter
 from pointcoc.engine.runtime import trim_freed_memory
 from pointcoc.errors import InputError
-from pointcoc.models import load_state_dict_strictly, read_checkpoint, training_config
+from pointcoc.models import architecture_from_state, load_state_dict_strictly, read_checkpoint, training_config
 
 __all__ = ["Task", "DataBundle", "fit", "evaluate", "ShardSampler", "RUN_FILES", "autocast_context", "make_loader",
            "read_resume_checkpoint", "remove_stale_temporaries"]
@@ -377,7 +377,9 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
         raise InputError(f"--batch-size {cfg['batch_size']} is larger than the {per_rank} training samples per "
                          f"process ({len(data.train)} in all); batches are dropped when incomplete, so no step "
                          "would run: lower --batch-size")
-    model = task.build_model(cfg, data).to(dist.device)
+    # a resumed run builds what its weights were made with (a segmenter's older head context); cfg itself is saved
+    arch = architecture_from_state(cfg["model"], ckpt["model"]) if ckpt is not None else {}
+    model = task.build_model({**cfg, "model_kwargs": arch} if arch else cfg, data).to(dist.device)
     optimizer = task.build_optimizer(cfg, model, dist)
     scheduler = task.build_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler("cuda") if cfg["amp"] == "fp16" else None

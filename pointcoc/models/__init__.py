@@ -14,7 +14,7 @@ from pointcoc.models.checkpoint import (
 )
 from pointcoc.models.coc import CoC, image_to_points, pixel_features
 from pointcoc.models.point_coc import PointCoC
-from pointcoc.models.point_seg import SEG_VARIANTS, PointCoCSeg, context_kwargs_from_state
+from pointcoc.models.point_seg import SEG_VARIANTS, PointCoCSeg, architecture_from_state, context_kwargs_from_state
 from pointcoc.models.pointmlp import PointMLP
 from pointcoc.models.pointmlp_partseg import PointMLPPartSeg
 from pointcoc.models.registry import create_model, list_models, model_kind, register
@@ -29,6 +29,7 @@ __all__ = [
     "PointCoC",
     "PointCoCSeg",
     "SEG_VARIANTS",
+    "architecture_from_state",
     "context_kwargs_from_state",
     "PointMLP",
     "PointMLPPartSeg",

@@ -48,8 +48,8 @@ from pointcoc.models._common import (
 from pointcoc.models.registry import register
 from pointcoc.ops import Points, knn_interpolate_points
 
-__all__ = ["PointCoCSeg", "SEG_VARIANTS", "context_kwargs_from_state", "pointcoc_seg_nano", "pointcoc_seg_tiny",
-           "pointcoc_seg_small"]
+__all__ = ["PointCoCSeg", "SEG_VARIANTS", "architecture_from_state", "context_kwargs_from_state",
+           "pointcoc_seg_nano", "pointcoc_seg_tiny", "pointcoc_seg_small"]
 
 
 class PointCoCSeg(nn.Module):
@@ -249,6 +249,12 @@ def context_kwargs_from_state(state: Mapping[str, Tensor]) -> dict[str, Any]:
     if first is not None:
         return {"global_context": "all", "context_dim": int(first.shape[0])}
     return {}
+
+
+def architecture_from_state(name: str, state: Mapping[str, Tensor]) -> dict[str, Any]:
+    """Keyword arguments for ``create_model(name, ...)`` that a state dict of ``name`` was trained with and that its
+    weights reveal: a segmenter's head context (:func:`context_kwargs_from_state`); ``{}`` for other models."""
+    return context_kwargs_from_state(state) if name in SEG_VARIANTS else {}
 
 
 def _create(variant: str, **kwargs) -> PointCoCSeg:

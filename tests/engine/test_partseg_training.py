@@ -78,6 +78,27 @@ def test_resume_gives_the_same_weights_and_metrics(parts_dir: Path, tmp_path: Pa
     assert a["final_full_instance_miou"] == b["final_full_instance_miou"]
 
 
+def test_resume_and_predict_keep_the_context_a_run_was_started_with(parts_dir: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run started before its variant's default head context changed resumes (and predicts) with its own."""
+    from pointcoc.engine.predict import load_predictor
+    from pointcoc.models import SEG_VARIANTS
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train_partseg(args(parts_dir, straight))
+    assert train_partseg(args(parts_dir, split, "--stop-after-epoch", "1")) == {"stopped_after_epoch": 1}
+    monkeypatch.setitem(SEG_VARIANTS, "pointcoc_seg_nano", {**SEG_VARIANTS["pointcoc_seg_nano"],
+                                                             "global_context": "all"})
+    train_partseg(args(parts_dir, split, "--resume"))
+    wa, wb = read_checkpoint(straight / "last.pt")["model"], read_checkpoint(split / "last.pt")["model"]
+    assert "context_norm.weight" in wb and wa.keys() == wb.keys()
+    assert all(torch.equal(v, wb[k]) for k, v in wa.items())
+    assert load_predictor(split / "last.pt", device="cpu").model.global_context == "deepest"
+    fresh = tmp_path / "fresh"  # a new run takes the (patched) default
+    train_partseg(args(parts_dir, fresh, "--epochs", "1"))
+    assert "context_maps.0.1.weight" in read_checkpoint(fresh / "last.pt")["model"]
+
+
 def test_recipes_and_refusals(parts_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from pointcoc.engine.partseg import build_parser, resolve_partseg_config
 
