@@ -129,13 +129,12 @@ def load_predictor(checkpoint: str | Path, model_name: str | None = None, device
             kwargs["in_chans"] = 0
     elif names:
         kwargs["num_classes"] = len(names)
-    arch = architecture_from_state(name, unwrap_state_dict(ckpt, f"--checkpoint {checkpoint}"))
-    if arch:  # what the weights say (a segmenter's head context: older checkpoints have the deepest level's)
-        log.debug("--checkpoint %s: building %s with %s", checkpoint, name, arch)
-        kwargs.update(arch)
+    source = f"--checkpoint {checkpoint}"
+    state = unwrap_state_dict(ckpt, source)  # once: the architecture is read from it, then it is loaded
+    # what the weights say about the architecture (a segmenter's head context: older ones have the deepest level's)
+    model = create_model(name, **kwargs, **architecture_from_state(name, state))
+    load_upstream_state_dict(model, state, source=source)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = create_model(name, **kwargs)
-    load_upstream_state_dict(model, ckpt, source=f"--checkpoint {checkpoint}")
     if kind != "partseg" and not names:
         names = [str(i) for i in range(int(getattr(model, "num_classes", 0)))]
     return Predictor(model.to(dev).eval(), name, names, categories, cfg, dev, kind, features)

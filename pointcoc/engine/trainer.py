@@ -379,7 +379,7 @@ def _fit(cfg: dict[str, Any], task: Task, dist: DistInfo, wall: float) -> dict[s
                          "would run: lower --batch-size")
     # a resumed run builds what its weights were made with (a segmenter's older head context); cfg itself is saved
     arch = architecture_from_state(cfg["model"], ckpt["model"]) if ckpt is not None else {}
-    model = task.build_model({**cfg, "model_kwargs": arch} if arch else cfg, data).to(dist.device)
+    model = task.build_model({**cfg, "model_kwargs": arch}, data).to(dist.device)
     optimizer = task.build_optimizer(cfg, model, dist)
     scheduler = task.build_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler("cuda") if cfg["amp"] == "fp16" else None

@@ -226,8 +226,9 @@ SEG_VARIANTS: dict[str, dict] = {
                               regions=(4, 1), category_dim=16, head_hidden=64, stem_neighbors=8),
     # the defaults with a 48-wide embedding, a full-resolution kNN stem and every level's pooled context: on the demo
     # parts (5-epoch runs, lr 4e-3) 94.30 val instance mIoU, against 93.15 with the deepest level's context only and
-    # 86.1 for the defaults alone (lr 2e-3); the stem costs 1.5x the training step time, the context no epoch-rate
-    # change in those runs; in 10 epochs 97.84, where pointmlp_partseg reached 97.26 (README, --section partseg)
+    # 86.1 for the defaults alone (lr 2e-3); the stem costs 1.5x the training step time, the context nothing measurable
+    # (1.16 vs 1.24 s median step, batch 16 x 2,048 points, one interleaved CPU run); in 10 epochs 97.84, where
+    # pointmlp_partseg reached 97.26 (README, --section partseg)
     "pointcoc_seg_tiny": dict(embed_dim=48, stem_neighbors=16, global_context="all"),
     "pointcoc_seg_small": dict(embed_dim=64, dims=(128, 256, 512), depths=(2, 2, 2), decoder_depths=(1, 1),
                                num_heads=(4, 8, 8), head_dim=(32, 32, 64), head_hidden=256, drop_path_rate=0.1,

@@ -67,32 +67,24 @@ def test_training_reports_part_metrics_and_saves_the_part_table(parts_dir: Path,
     assert metrics["points"] == summary["full_points"] and metrics["full_shapes"]
 
 
-def test_resume_gives_the_same_weights_and_metrics(parts_dir: Path, tmp_path: Path) -> None:
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    a = train_partseg(args(parts_dir, straight))
-    assert train_partseg(args(parts_dir, split, "--stop-after-epoch", "1")) == {"stopped_after_epoch": 1}
-    b = train_partseg(args(parts_dir, split, "--resume"))
-    wa, wb = read_checkpoint(straight / "last.pt")["model"], read_checkpoint(split / "last.pt")["model"]
-    assert all(torch.equal(v, wb[k]) for k, v in wa.items())
-    assert a["best_instance_miou"] == b["best_instance_miou"]
-    assert a["final_full_instance_miou"] == b["final_full_instance_miou"]
-
-
-def test_resume_and_predict_keep_the_context_a_run_was_started_with(parts_dir: Path, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """A run started before its variant's default head context changed resumes (and predicts) with its own."""
+def test_resume_gives_the_same_weights_and_metrics(parts_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resumed run ends where an uninterrupted one does, also when the variant's default head context changed
+    in between: it resumes (and predicts) with the context it was started with."""
     from pointcoc.engine.predict import load_predictor
     from pointcoc.models import SEG_VARIANTS
 
     straight, split = tmp_path / "straight", tmp_path / "split"
-    train_partseg(args(parts_dir, straight))
+    a = train_partseg(args(parts_dir, straight))
     assert train_partseg(args(parts_dir, split, "--stop-after-epoch", "1")) == {"stopped_after_epoch": 1}
     monkeypatch.setitem(SEG_VARIANTS, "pointcoc_seg_nano", {**SEG_VARIANTS["pointcoc_seg_nano"],
                                                              "global_context": "all"})
-    train_partseg(args(parts_dir, split, "--resume"))
+    b = train_partseg(args(parts_dir, split, "--resume"))
     wa, wb = read_checkpoint(straight / "last.pt")["model"], read_checkpoint(split / "last.pt")["model"]
     assert "context_norm.weight" in wb and wa.keys() == wb.keys()
     assert all(torch.equal(v, wb[k]) for k, v in wa.items())
+    assert a["best_instance_miou"] == b["best_instance_miou"]
+    assert a["final_full_instance_miou"] == b["final_full_instance_miou"]
     assert load_predictor(split / "last.pt", device="cpu").model.global_context == "deepest"
     fresh = tmp_path / "fresh"  # a new run takes the (patched) default
     train_partseg(args(parts_dir, fresh, "--epochs", "1"))
